@@ -1,0 +1,1 @@
+"""Evaluation: metrics, latency, sweeps, result tables and plots."""
