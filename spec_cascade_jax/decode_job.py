@@ -100,10 +100,6 @@ def run_decode(
       drafter_checkpoint, verifier_checkpoint: replace the specs' checkpoint paths when set.
       batch_size: rows per decode call. progress: tqdm bar.
     """
-    from spec_cascade_jax import decoding
-    from spec_cascade_jax.data import tasks as tasks_lib
-    from spec_cascade_jax.data import vocab as vocab_lib
-
     runner.check_required(
         run_decode,
         output_dir=output_dir,
@@ -112,6 +108,10 @@ def run_decode(
         vocab_path=vocab_path,
         task=task,
     )
+    from spec_cascade_jax import decoding
+    from spec_cascade_jax.data import tasks as tasks_lib
+    from spec_cascade_jax.data import vocab as vocab_lib
+
     task_spec = tasks_lib.get_task_spec(task)
     if method not in decoding.METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(decoding.METHODS)}")
@@ -122,8 +122,11 @@ def run_decode(
             raise ValueError(f"method {method!r} needs an alpha (set ALPHA)")
         decoding.validate_method_alpha(method, alpha)
     sampling = sampling or sweeps.SamplingConfig()
-    max_input_len = max_input_len or task_spec.max_input_len
-    max_decode_len = max_decode_len or task_spec.max_target_len
+    max_input_len = task_spec.max_input_len if max_input_len is None else max_input_len
+    max_decode_len = task_spec.max_target_len if max_decode_len is None else max_decode_len
+    runner.check_positive_ints(
+        batch_size=batch_size, max_input_len=max_input_len, max_decode_len=max_decode_len
+    )
     if drafter_checkpoint is not None:
         drafter = dataclasses.replace(drafter, checkpoint_path=drafter_checkpoint)
     if verifier_checkpoint is not None:

@@ -111,12 +111,26 @@ class _QuietGinSearch(std_logging.Filter):
         return not str(record.msg).startswith("Path not found")
 
 
+def _search_first(search_paths: Sequence[str]) -> None:
+    """Puts the (absolute) search paths before gin's default '' prefix, in the given order.
+
+    gin tries each prefix in turn, and for the bare '' prefix it also asks its package-resource
+    reader, which crashes (TypeError) when the include's first directory, e.g. `models/`, happens
+    to be an importable namespace package (as `tests/models` is under pytest). Absolute prefixes
+    tried first find our includes before that reader is ever consulted. gin has no public call to
+    prepend a search path, hence the private list.
+    """
+    prefixes = gin.config._LOCATION_PREFIXES
+    for directory in reversed([os.path.abspath(p) for p in search_paths if os.path.isdir(p)]):
+        if directory in prefixes:
+            prefixes.remove(directory)
+        prefixes.insert(0, directory)
+
+
 def _configure(
     gin_files: Sequence[str], gin_bindings: Sequence[str], search_paths: Sequence[str]
 ) -> list[str]:
-    for directory in search_paths:
-        if os.path.isdir(directory):
-            gin.add_config_file_search_path(directory)
+    _search_first(search_paths)
     files = [find_gin_file(f, search_paths) for f in gin_files]
     for path in files:
         try:

@@ -116,6 +116,13 @@ def check_required(fn, **values: Any) -> None:
         raise ValueError(f"required settings are missing: {hints}")
 
 
+def check_positive_ints(**values: Any) -> None:
+    """Raises ValueError naming the first value that is not an integer >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Models.
 
@@ -132,6 +139,7 @@ class ModelSpec:
     checkpoint_path: str | None = None
     seed: int = 0
     missing_ok: bool = False
+    config_from_checkpoint: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -142,6 +150,7 @@ class ModelSpec:
             "checkpoint_kind": self.checkpoint_kind,
             "checkpoint_path": self.checkpoint_path,
             "seed": self.seed if self.checkpoint_kind == "random" or self.missing_ok else None,
+            "config_from_checkpoint": self.config_from_checkpoint,
         }
 
 
@@ -155,6 +164,7 @@ def model_spec(
     checkpoint_path: str | None = None,
     seed: int = 0,
     missing_ok: bool = False,
+    config_from_checkpoint: bool = False,
 ) -> ModelSpec:
     """Gin factory for a `ModelSpec`.
 
@@ -171,6 +181,9 @@ def model_spec(
       seed: initialisation seed for random weights.
       missing_ok: if the checkpoint path does not exist, use random weights with a warning
         instead of failing (for the bundled demo before its trained pair exists).
+      config_from_checkpoint: take the model's `T5Config` from `config.json` in the checkpoint
+        directory (as `training.export` writes it) instead of preset + overrides + vocab_size,
+        which then only describe the random fallback of `missing_ok`; `dtype` still applies.
     """
     check_required(model_spec, preset=preset)
     if checkpoint_kind not in CHECKPOINT_KINDS:
@@ -190,6 +203,7 @@ def model_spec(
         checkpoint_path=checkpoint_path,
         seed=seed,
         missing_ok=missing_ok,
+        config_from_checkpoint=config_from_checkpoint,
     )
 
 
@@ -212,7 +226,7 @@ def _model_config(spec: ModelSpec, vocabulary_size: int | None):
 
 def load_model(spec: ModelSpec, role: str, vocabulary_size: int | None = None):
     """Builds `T5Model` and its parameters; returns (model, params, description dict)."""
-    from spec_cascade_jax.models.t5 import T5Model
+    from spec_cascade_jax.models.t5 import T5Config, T5Model
     from spec_cascade_jax.models.t5 import checkpoint as ckpt
 
     config = _model_config(spec, vocabulary_size)
@@ -231,6 +245,16 @@ def load_model(spec: ModelSpec, role: str, vocabulary_size: int | None = None):
         )
         kind = "random"
         description["checkpoint_kind"] = "random (checkpoint missing)"
+    elif kind != "random" and spec.config_from_checkpoint:
+        config_file = os.path.join(path, "config.json")
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(
+                f"{role}: config_from_checkpoint needs {config_file!r} (a training export)"
+            )
+        with open(config_file, encoding="utf-8") as f:
+            fields = json.load(f)
+        config = T5Config(**fields).replace(dtype=spec.dtype)
+        description["config"] = {k: v for k, v in sorted(fields.items()) if k != "dtype"}
     params = ckpt.load_params(kind, path, config, seed=spec.seed, dtype=spec.dtype)
     model = T5Model(config)
     description.update(
@@ -487,10 +511,6 @@ def run_eval(
       make_plot: write the PNGs. write_outputs: write every point's predictions as JSONL.
       title: report title. examples: pre-loaded examples (tests; bypasses the data loader).
     """
-    from spec_cascade_jax import decoding
-    from spec_cascade_jax.data import tasks as tasks_lib
-    from spec_cascade_jax.data import vocab as vocab_lib
-
     # 1. Validate everything cheap first.
     check_required(
         run_eval,
@@ -500,6 +520,10 @@ def run_eval(
         verifier=verifier,
         vocab_path=vocab_path,
     )
+    from spec_cascade_jax import decoding
+    from spec_cascade_jax.data import tasks as tasks_lib
+    from spec_cascade_jax.data import vocab as vocab_lib
+
     task_spec = tasks_lib.get_task_spec(task)
     if data_file is None and examples is None and split not in task_spec.splits:
         raise ValueError(f"task {task!r} has no split {split!r}; splits: {task_spec.splits}")
@@ -510,18 +534,16 @@ def run_eval(
         raise ValueError(
             f"references must be a list of 'drafter' / 'spec_decode', got {references!r}"
         )
-    max_input_len = max_input_len or task_spec.max_input_len
-    max_decode_len = max_decode_len or task_spec.max_target_len
-    for name, value in (
-        ("batch_size", batch_size),
-        ("latency_trials", latency_trials),
-        ("latency_batch_size", latency_batch_size),
-        ("verifier_seeds", verifier_seeds),
-        ("max_input_len", max_input_len),
-        ("max_decode_len", max_decode_len),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    max_input_len = task_spec.max_input_len if max_input_len is None else max_input_len
+    max_decode_len = task_spec.max_target_len if max_decode_len is None else max_decode_len
+    check_positive_ints(
+        batch_size=batch_size,
+        latency_trials=latency_trials,
+        latency_batch_size=latency_batch_size,
+        verifier_seeds=verifier_seeds,
+        max_input_len=max_input_len,
+        max_decode_len=max_decode_len,
+    )
     if latency_examples < 0:
         raise ValueError(f"latency_examples must be >= 0, got {latency_examples!r}")
     if drafter_checkpoint is not None:

@@ -56,23 +56,35 @@ def pack_sequence(ids: Sequence[int], length: int) -> np.ndarray:
 class ArrayBatches:
     """Tokenised examples in memory; the batch at step `t` depends only on `(seed, t)`.
 
-    Example `i` of the endless stream (`i = t * batch_size + row`) is
-    `permutation(seed, epoch=i // N)[i % N]`, where each epoch uses its own seeded permutation
-    (identity when `shuffle` is False). Batches never drop examples and cross epoch boundaries.
+    Without `length_buckets`, example `i` of the endless stream (`i = t * batch_size + row`) is
+    `permutation(seed, epoch=i // N)[i % N]`, each epoch with its own seeded permutation (identity
+    when `shuffle` is False); batches never drop examples and cross epoch boundaries, and every
+    batch has the full widths `[B, S]` / `[B, L]`.
+
+    With `length_buckets` (e.g. `(16, 32)`), padding is cut: each epoch's permutation is split
+    into windows of `64 * batch_size` examples, each window is sorted by padded length, cut into
+    batches, and the epoch's `N // batch_size` batches are shuffled (seeded); the `N % batch_size`
+    left-over examples sit out that epoch. Each batch is as wide as the smallest bucket (or the
+    full length) holding its longest row, so the trainer compiles one step per width pair.
 
     Attributes:
-        inputs: int32 [N, S] encoder inputs.
-        targets: int32 [N, L] decoder targets.
+        inputs: int32 [N, S] encoder inputs (0-padded).
+        targets: int32 [N, L] decoder targets (0-padded).
         batch_size: rows per batch B.
         seed: shuffling seed.
         shuffle: whether to permute each epoch.
+        length_buckets: increasing widths below the full lengths; () for fixed shapes.
     """
 
-    inputs: np.ndarray
-    targets: np.ndarray
+    inputs: np.ndarray = dataclasses.field(repr=False)
+    targets: np.ndarray = dataclasses.field(repr=False)
     batch_size: int
     seed: int = 0
     shuffle: bool = True
+    length_buckets: tuple[int, ...] = ()
+    _cache: dict[str, Any] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.targets.ndim != 2:
@@ -89,6 +101,19 @@ class ArrayBatches:
             raise ValueError("ArrayBatches needs at least one example, got 0")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        buckets = tuple(self.length_buckets)
+        if any(not isinstance(b, int) or b < 1 for b in buckets) or list(buckets) != sorted(
+            set(buckets)
+        ):
+            raise ValueError(
+                f"length_buckets must be increasing positive ints, got {self.length_buckets!r}"
+            )
+        object.__setattr__(self, "length_buckets", buckets)
+        if buckets and self.num_examples < self.batch_size:
+            raise ValueError(
+                f"length_buckets need at least batch_size ({self.batch_size}) examples, got "
+                f"{self.num_examples}"
+            )
 
     @property
     def num_examples(self) -> int:
@@ -99,27 +124,63 @@ class ArrayBatches:
             return np.arange(self.num_examples)
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
 
-    def batch_at(self, step: int, _cache: dict[int, np.ndarray] | None = None) -> Batch:
-        """The batch trained on at `step` (0-based)."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step!r}")
+    def _width(self, lengths: np.ndarray, full: int) -> np.ndarray:
+        """The bucket width holding each length (the full length beyond the last bucket)."""
+        bounds = np.array([b for b in self.length_buckets if b < full] + [full])
+        return bounds[np.searchsorted(bounds, lengths)]
+
+    def _epoch_plan(self, epoch: int) -> np.ndarray:
+        """Bucketed mode: the example ids of each batch of `epoch`, int [N // B, B]."""
+        if self._cache.get("epoch") != epoch:
+            if "widths" not in self._cache:
+                self._cache["widths"] = (
+                    self._width((self.inputs != 0).sum(1), self.inputs.shape[1]),
+                    self._width((self.targets != 0).sum(1), self.targets.shape[1]),
+                )
+            in_width, out_width = self._cache["widths"]
+            order = self._permutation(epoch)
+            window = 64 * self.batch_size
+            for start in range(0, len(order), window):
+                chunk = order[start : start + window]
+                # Stable sort by (input width, target width); ties keep the shuffled order.
+                order[start : start + window] = chunk[
+                    np.lexsort((out_width[chunk], in_width[chunk]))
+                ]
+            num_batches = self.num_examples // self.batch_size
+            plan = order[: num_batches * self.batch_size].reshape(num_batches, self.batch_size)
+            if self.shuffle:
+                plan = plan[np.random.default_rng([self.seed, epoch, 1]).permutation(num_batches)]
+            self._cache.update(epoch=epoch, plan=plan)
+        return self._cache["plan"]
+
+    def _rows(self, step: int) -> np.ndarray:
+        if self.length_buckets:
+            per_epoch = self.num_examples // self.batch_size
+            return self._epoch_plan(step // per_epoch)[step % per_epoch]
         n = self.num_examples
         flat = step * self.batch_size + np.arange(self.batch_size)
         epochs, positions = flat // n, flat % n
-        cache = {} if _cache is None else _cache
         rows = np.empty_like(flat)
         for epoch in np.unique(epochs):
-            if int(epoch) not in cache:
-                cache.clear()  # keep one or two epochs' permutations, not all of them
-                cache[int(epoch)] = self._permutation(int(epoch))
             mask = epochs == epoch
-            rows[mask] = cache[int(epoch)][positions[mask]]
-        return {"inputs": self.inputs[rows], "targets": self.targets[rows]}
+            rows[mask] = self._permutation(int(epoch))[positions[mask]]
+        return rows
+
+    def batch_at(self, step: int) -> Batch:
+        """The batch trained on at `step` (0-based)."""
+        if not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"step must be an int >= 0, got {step!r}")
+        rows = self._rows(int(step))
+        inputs, targets = self.inputs[rows], self.targets[rows]
+        if self.length_buckets:
+            in_width = self._width(np.array([(inputs != 0).sum(1).max()]), inputs.shape[1])[0]
+            out_width = self._width(np.array([(targets != 0).sum(1).max()]), targets.shape[1])[0]
+            inputs, targets = inputs[:, :in_width], targets[:, :out_width]
+        return {"inputs": inputs, "targets": targets}
 
     def iterate_from(self, step: int) -> Iterator[Batch]:
-        cache: dict[int, np.ndarray] = {}
         while True:
-            yield self.batch_at(step, cache)
+            yield self.batch_at(step)
             step += 1
 
     def __iter__(self) -> Iterator[Batch]:
@@ -134,6 +195,7 @@ class ArrayBatches:
             "shuffle": bool(self.shuffle),
             "input_length": int(self.inputs.shape[1]),
             "target_length": int(self.targets.shape[1]),
+            "length_buckets": list(self.length_buckets),
         }
 
 
@@ -146,6 +208,7 @@ def array_batches(
     target_length: int,
     seed: int = 0,
     shuffle: bool = True,
+    length_buckets: Sequence[int] = (),
 ) -> ArrayBatches:
     """Builds an `ArrayBatches` from token-id lists (without EOS; it is appended here)."""
     if len(inputs) != len(targets):
@@ -159,7 +222,9 @@ def array_batches(
     )
     if packed_inputs is None or packed_targets is None:
         raise ValueError("array_batches needs at least one example, got 0")
-    return ArrayBatches(packed_inputs, packed_targets, batch_size, seed, shuffle)
+    return ArrayBatches(
+        packed_inputs, packed_targets, batch_size, seed, shuffle, tuple(length_buckets)
+    )
 
 
 def read_jsonl(
@@ -231,6 +296,8 @@ def jsonl_batches(
     input_field: str = "input",
     target_field: str = "target",
     max_examples: int | None = None,
+    drop_too_long: bool = False,
+    length_buckets: Sequence[int] = (),
 ) -> ArrayBatches:
     """Tokenises a JSONL file of `{input_field: str, target_field: str}` lines into batches.
 
@@ -246,11 +313,26 @@ def jsonl_batches(
         input_field: JSON key of the source text.
         target_field: JSON key of the target text.
         max_examples: read at most this many lines.
+        drop_too_long: skip pairs whose input or target (with EOS) exceeds its length, instead
+            of truncating them (a truncated translation no longer matches its source).
+        length_buckets: batch widths below the full lengths, to cut padding (see `ArrayBatches`).
     """
     rows = read_jsonl(path, (input_field, target_field), max_examples)
     processor = load_sentencepiece(spm_model)
     sources = processor.encode([input_prefix + r[0] for r in rows])
     targets = processor.encode([r[1] for r in rows])
+    too_long = [
+        len(x) >= input_length or len(y) >= target_length
+        for x, y in zip(sources, targets, strict=True)
+    ]
+    if drop_too_long:
+        sources = [x for x, drop in zip(sources, too_long, strict=True) if not drop]
+        targets = [y for y, drop in zip(targets, too_long, strict=True) if not drop]
+        if not sources:
+            raise ValueError(
+                f"every example of {os.fspath(path)!r} is longer than input_length "
+                f"{input_length} / target_length {target_length}"
+            )
     batches = array_batches(
         sources,
         targets,
@@ -259,17 +341,16 @@ def jsonl_batches(
         target_length=target_length,
         seed=seed,
         shuffle=shuffle,
-    )
-    n_cut = sum(len(x) >= input_length for x in sources) + sum(
-        len(y) >= target_length for y in targets
+        length_buckets=length_buckets,
     )
     logging.info(
-        "Loaded %d examples from %s (%d sequences truncated to S=%d / L=%d).",
+        "Loaded %d examples from %s; %d pairs longer than S=%d / L=%d were %s.",
         batches.num_examples,
         os.fspath(path),
-        n_cut,
+        sum(too_long),
         input_length,
         target_length,
+        "dropped" if drop_too_long else "truncated",
     )
     return batches
 

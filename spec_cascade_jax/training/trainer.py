@@ -41,6 +41,7 @@ from spec_cascade_jax.training.batches import PAD_ID, Batch, BatchSource
 
 Params = Any
 OPTIMIZERS = ("adafactor", "adamw")
+SCHEDULES = ("constant", "rsqrt", "cosine")
 _TRAIN_STATE = "train_state"
 _TRAIN_META = "train_meta"
 
@@ -117,8 +118,12 @@ class OptimizerConfig:
         name: "adafactor" (optax's factored Adafactor with T5's settings: decay rate 0.8, update
             clipping 1.0, updates scaled by the parameter RMS, no momentum) or "adamw"
             (b1 0.9, b2 0.999).
-        learning_rate: peak (and, after warm-up, constant) learning rate.
-        warmup_steps: linear warm-up from 0 over this many steps (0: constant from the start).
+        learning_rate: peak learning rate.
+        warmup_steps: linear warm-up from 0 over this many steps (0: none).
+        schedule: after warm-up, "constant" (T5 fine-tuning), "rsqrt" (`lr * sqrt(warmup / step)`,
+            T5 pre-training; needs warmup_steps >= 1) or "cosine" (to 10% of `lr` at
+            `decay_steps`).
+        decay_steps: the step where the cosine schedule ends (the run's `num_steps`).
         weight_decay: decoupled weight decay (AdamW) or Adafactor's `weight_decay_rate`.
         max_grad_norm: clip gradients to this global norm first (None: no clipping).
     """
@@ -126,6 +131,8 @@ class OptimizerConfig:
     name: str = "adafactor"
     learning_rate: float = 1e-3
     warmup_steps: int = 0
+    schedule: str = "constant"
+    decay_steps: int | None = None
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
 
@@ -136,17 +143,44 @@ class OptimizerConfig:
             raise ValueError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        if self.schedule == "rsqrt" and self.warmup_steps < 1:
+            raise ValueError("schedule 'rsqrt' needs warmup_steps >= 1")
+        if self.schedule == "cosine" and not (
+            isinstance(self.decay_steps, int) and self.decay_steps > self.warmup_steps
+        ):
+            raise ValueError(
+                f"schedule 'cosine' needs decay_steps > warmup_steps ({self.warmup_steps}), got "
+                f"{self.decay_steps!r}"
+            )
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
 
-    def build(self) -> optax.GradientTransformation:
-        schedule: Any = self.learning_rate
-        if self.warmup_steps:
-            schedule = optax.schedules.warmup_constant_schedule(
-                0.0, self.learning_rate, self.warmup_steps
+    def learning_rate_fn(self) -> optax.Schedule:
+        """The learning rate as a function of the step."""
+        lr, warmup = float(self.learning_rate), self.warmup_steps
+        if self.schedule == "cosine":
+            return optax.schedules.warmup_cosine_decay_schedule(
+                0.0, lr, max(warmup, 0), self.decay_steps, end_value=0.1 * lr
             )
+        if self.schedule == "rsqrt":
+
+            def rsqrt(step: jax.Array) -> jax.Array:
+                step = jnp.asarray(step, jnp.float32)
+                ramp = lr * step / warmup
+                return jnp.where(step < warmup, ramp, lr * jnp.sqrt(warmup / jnp.maximum(step, 1)))
+
+            return rsqrt
+        if warmup:
+            return optax.schedules.warmup_constant_schedule(0.0, lr, warmup)
+        return optax.schedules.constant_schedule(lr)
+
+    def build(self) -> optax.GradientTransformation:
+        constant = self.schedule == "constant" and not self.warmup_steps
+        schedule: Any = float(self.learning_rate) if constant else self.learning_rate_fn()
         if self.name == "adafactor":
             tx = optax.adafactor(
                 learning_rate=schedule,
@@ -213,20 +247,21 @@ def _check_batch(batch: Any, step: int, vocab_size: int, batch_size: int | None)
     return out
 
 
-def _check_params_match(params: Params, expected: Any) -> None:
-    """Raises ValueError naming the first path whose structure or shape differs."""
-    got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-    want = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
-    for path in sorted(set(got) | set(want), key=str):
-        name = jax.tree_util.keystr(path)
-        if path not in got:
-            raise ValueError(f"init_params lacks parameter {name}")
-        if path not in want:
-            raise ValueError(f"init_params has unexpected parameter {name}")
-        if tuple(np.shape(got[path])) != tuple(want[path].shape):
+def check_params(config: T5Config, params: Params, source: str = "params") -> None:
+    """Raises ValueError naming the first parameter whose path or shape does not fit `config`."""
+    leaves = jax.tree_util.tree_leaves_with_path
+    got = {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in leaves(params)}
+    want = {
+        jax.tree_util.keystr(p): tuple(x.shape) for p, x in leaves(_param_shapes(T5Model(config)))
+    }
+    for name in sorted(set(got) | set(want)):
+        if name not in got:
+            raise ValueError(f"{source} lacks parameter {name} of shape {want[name]}")
+        if name not in want:
+            raise ValueError(f"{source} has unexpected parameter {name}")
+        if got[name] != want[name]:
             raise ValueError(
-                f"init_params{name} has shape {tuple(np.shape(got[path]))}, the model expects "
-                f"{tuple(want[path].shape)}"
+                f"{source}{name} has shape {got[name]}, the model expects {want[name]}"
             )
 
 
@@ -376,9 +411,17 @@ def _check_resume_meta(saved: dict[str, Any], current: dict[str, Any], directory
         if saved.get(key) != current[key]:
             raise ValueError(
                 f"checkpoint in {directory!r} was written with {key}={saved.get(key)!r}, but this "
-                f"run has {key}={current[key]!r}; use another checkpoint_dir or resume=False"
+                f"run has {key}={current[key]!r}; use another checkpoint_dir"
             )
-    for key in ("seed", "data", "learning_rate", "warmup_steps", "weight_decay", "loss"):
+    for key in (
+        "seed",
+        "data",
+        "learning_rate",
+        "warmup_steps",
+        "schedule",
+        "weight_decay",
+        "loss",
+    ):
         if saved.get(key) != current[key]:
             logging.warning(
                 "Resuming from %s with %s=%r, but the checkpoint was written with %r; the run "
@@ -432,6 +475,7 @@ def train(
     optimizer: str = "adafactor",
     learning_rate: float = 1e-3,
     warmup_steps: int = 0,
+    schedule: str = "constant",
     weight_decay: float = 0.0,
     max_grad_norm: float | None = None,
     batch_size: int | None = None,
@@ -457,8 +501,9 @@ def train(
             is re-iterated from its start and the first `step` batches are skipped.
         num_steps: total optimiser steps; a resumed run stops at the same step as a fresh one.
         optimizer: "adafactor" (T5's choice) or "adamw"; see `make_optimizer`.
-        learning_rate: peak learning rate (constant after `warmup_steps`); T5 fine-tunes at 1e-3.
+        learning_rate: peak learning rate; T5 fine-tunes at a constant 1e-3.
         warmup_steps: linear learning-rate warm-up steps.
+        schedule: "constant", "rsqrt" or "cosine" (decays to 10% at `num_steps`) after warm-up.
         weight_decay: decoupled weight decay (0 = none).
         max_grad_norm: global gradient-norm clipping (None = none; Adafactor clips its updates).
         batch_size: if given, every batch must have exactly this many rows.
@@ -485,6 +530,8 @@ def train(
         name=optimizer,
         learning_rate=learning_rate,
         warmup_steps=warmup_steps,
+        schedule=schedule,
+        decay_steps=num_steps if schedule == "cosine" else None,
         weight_decay=weight_decay,
         max_grad_norm=max_grad_norm,
     )
@@ -518,6 +565,7 @@ def train(
         "optimizer": optimizer,
         "learning_rate": learning_rate,
         "warmup_steps": warmup_steps,
+        "schedule": [schedule, opt.decay_steps],
         "weight_decay": weight_decay,
         "loss": {"label_smoothing": label_smoothing, "z_loss": z_loss},
         "seed": seed,
@@ -530,7 +578,12 @@ def train(
     params = opt_state = None
     if checkpoint_dir is not None:
         manager = _checkpoint_manager(os.fspath(checkpoint_dir), max_checkpoints_to_keep)
-        latest = manager.latest_step() if resume else None
+        latest = manager.latest_step()
+        if latest is not None and not resume:
+            raise ValueError(
+                f"checkpoint_dir {os.fspath(checkpoint_dir)!r} already holds checkpoints (latest "
+                f"step {latest}) and resume=False; pass resume=True or use an empty directory"
+            )
         if latest is not None:
             _check_resume_meta(_restore_meta(manager, latest), meta, os.fspath(checkpoint_dir))
             state = _restore_state(manager, latest, abstract_state)
@@ -538,7 +591,7 @@ def train(
             logging.info("Resumed from step %d in %s.", start_step, os.fspath(checkpoint_dir))
     if params is None:
         if init_params is not None:
-            _check_params_match(init_params, abstract_params)
+            check_params(config, init_params, "init_params")
             # A float32 copy (checkpoints may hold bfloat16): the train step donates its inputs,
             # and the caller keeps `init_params`.
             params = jax.tree.map(

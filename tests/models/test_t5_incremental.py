@@ -123,7 +123,7 @@ def test_extend_overwrites_only_its_slots():
     positions = jnp.asarray([0, 3, 5], jnp.int32)
     tokens = jnp.asarray(decoder_inputs[:, :3])
     zero_cache = model.init_cache(BATCH, MAX_LEN)
-    shape = (cfg.num_decoder_layers, BATCH, MAX_LEN, cfg.num_heads, cfg.d_kv)
+    shape = (cfg.num_decoder_layers, BATCH, cfg.num_heads, MAX_LEN, cfg.d_kv)  # [B, H, M, D]
     noise = np.random.default_rng(3).normal(size=(2, *shape)).astype(np.float32)
     noisy_cache = type(zero_cache)(
         keys=tuple(jnp.asarray(x) for x in noise[0]),
@@ -139,8 +139,10 @@ def test_extend_overwrites_only_its_slots():
         # Row 0 (position 0) reads no stale slot, so its written K/V match exactly; in the first
         # layer K/V depend only on the tokens, so they match in every row.
         if b == 0:
-            np.testing.assert_array_equal(new_noise[:, :, b, written], new_zero[:, :, b, written])
-        np.testing.assert_array_equal(new_noise[:, 0, b, written], new_zero[:, 0, b, written])
-        assert np.abs(new_noise[:, :, b, written] - noise[:, :, b, written]).min() > 0
-        np.testing.assert_array_equal(new_noise[:, :, b, ~written], noise[:, :, b, ~written])
-        np.testing.assert_array_equal(new_zero[:, :, b, ~written], 0.0)
+            np.testing.assert_array_equal(
+                new_noise[:, :, b, :, written], new_zero[:, :, b, :, written]
+            )
+        np.testing.assert_array_equal(new_noise[:, 0, b, :, written], new_zero[:, 0, b, :, written])
+        assert np.abs(new_noise[:, :, b, :, written] - noise[:, :, b, :, written]).min() > 0
+        np.testing.assert_array_equal(new_noise[:, :, b, :, ~written], noise[:, :, b, :, ~written])
+        np.testing.assert_array_equal(new_zero[:, :, b, :, ~written], 0.0)

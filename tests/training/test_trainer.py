@@ -193,6 +193,35 @@ def test_array_batches_are_a_function_of_seed_and_step():
     assert not np.array_equal(rows, np.concatenate([other.batch_at(t)["inputs"] for t in range(3)]))
 
 
+def test_length_buckets_cut_padding_but_no_tokens():
+    rng = np.random.default_rng(5)
+    sources = [list(rng.integers(3, 30, size=rng.integers(1, 16))) for _ in range(41)]
+    targets = [list(rng.integers(3, 30, size=rng.integers(1, 10))) for _ in range(41)]
+    kw = dict(batch_size=4, input_length=16, target_length=10, seed=3, length_buckets=(4, 8))
+    data, again = array_batches(sources, targets, **kw), array_batches(sources, targets, **kw)
+    full = {tuple(x) for x in data.inputs.tolist()}
+    per_epoch = 41 // 4  # 10 batches; one example sits out each epoch
+    seen, widths = [], set()
+    for step in range(2 * per_epoch):
+        batch = data.batch_at(step)
+        np.testing.assert_array_equal(batch["inputs"], again.batch_at(step)["inputs"])
+        s_width, l_width = batch["inputs"].shape[1], batch["targets"].shape[1]
+        widths.add((s_width, l_width))
+        assert s_width in (4, 8, 16) and l_width in (4, 8, 10)
+        # No real token is cut: every row ends in EOS then padding within the width.
+        assert np.all((batch["inputs"] == 1).sum(1) == 1)
+        assert np.all((batch["targets"] == 1).sum(1) == 1)
+        if step < per_epoch:
+            seen += [tuple(np.pad(r, (0, 16 - s_width)).tolist()) for r in batch["inputs"]]
+    # The 41 random inputs are distinct; epoch 0 holds 40 of them, each once.
+    assert len(full) == 41
+    assert len(seen) == 40 and len(set(seen)) == 40 and set(seen) <= full
+    assert len(widths) > 1 and min(widths) < (16, 10)
+    np.testing.assert_array_equal(
+        next(data.iterate_from(per_epoch + 3))["targets"], data.batch_at(per_epoch + 3)["targets"]
+    )
+
+
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory):
     return testing_sp.train_tiny_sentencepiece(tmp_path_factory.mktemp("sp"))
@@ -236,3 +265,49 @@ def test_missing_data_file_names_it(tmp_path, sp_model):
     bad.write_text('{"input": "a", "target": "b"}\n{"input": "a"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'target'"):
         jsonl_batches(bad, sp_model, batch_size=2, input_length=8, target_length=8)
+
+
+def test_run_train_from_the_demo_gin_exports_a_loadable_model(tmp_path, sp_model):
+    """The gin entry point with the demo drafter's run file, shrunk to 3 steps of a tiny model."""
+    import gin
+
+    from spec_cascade_jax import main as cli
+    from spec_cascade_jax import train as train_lib
+    from spec_cascade_jax.training import export
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        '{"input": "the cat sees the garden", "target": "die Katze sieht den Garten"}\n'
+        '{"input": "a dog has a letter", "target": "ein Hund hat einen Brief"}\n',
+        encoding="utf-8",
+    )
+    tiny = (
+        "{'d_model': 32, 'd_ff': 64, 'num_heads': 2, 'd_kv': 8, 'num_encoder_layers': 1, "
+        "'num_decoder_layers': 1, 'relative_attention_num_buckets': 8}"
+    )
+    try:
+        cli.configure(
+            ["runs/train_demo_drafter.gin"],
+            [
+                f"MODEL_OVERRIDES = {tiny}",
+                f"run_train.train_file = '{data}'",
+                f"run_train.vocab_path = '{sp_model}'",
+                "NUM_STEPS = 3",
+                "BATCH_SIZE = 2",
+                "run_train.warmup_steps = 1",
+                "run_train.dropout_rate = 0.0",
+                "run_train.progress = False",
+                f"CHECKPOINT_DIR = '{tmp_path / 'ckpt'}'",
+                f"EXPORT_DIR = '{tmp_path / 'export'}'",
+            ],
+        )
+        result = train_lib.run_train()
+    finally:
+        gin.clear_config()
+    assert result.final_step == 3 and np.all(np.isfinite(result.losses))
+    config, params = export.load_model(tmp_path / "export")
+    # The 128-piece test vocabulary is already a multiple of 128, so nothing is padded.
+    assert (config.vocab_size, config.real_vocab_size, config.d_model) == (128, 128, 32)
+    assert _max_abs_diff(params, result.params) == 0.0
+    info = json.loads((tmp_path / "export" / "train_info.json").read_text(encoding="utf-8"))
+    assert info["num_steps"] == 3 and info["optimizer"]["name"] == "adamw"

@@ -199,8 +199,9 @@ class RelativePositionBiases(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with separate projection and attend steps (for caching).
 
-    `project_kv` / `project_q` give `[B, T, H, D]`; `attend(q, k, v, bias)` takes a float32 additive
-    bias broadcastable to `[B, H, Q, T]` (relative positions plus masks) and returns `[B, Q, E]`.
+    `project_q` gives `[B, Q, H, D]` and `project_kv` `[B, H, T, D]` (heads-major, so a long
+    key/value cache is read in place); `attend(q, k, v, bias)` takes a float32 additive bias
+    broadcastable to `[B, H, Q, T]` (relative positions plus masks) and returns `[B, Q, E]`.
     """
 
     config: T5Config
@@ -222,15 +223,19 @@ class Attention(nn.Module):
         return self._split(self.query(x))
 
     def project_kv(self, x: Array) -> tuple[Array, Array]:
-        return self._split(self.key(x)), self._split(self.value(x))
+        """Keys and values `[B, H, T, D]` (heads-major, the layout `attend` reads)."""
+        k = jnp.swapaxes(self._split(self.key(x)), 1, 2)
+        v = jnp.swapaxes(self._split(self.value(x)), 1, 2)
+        return k, v
 
     def attend(
         self, q: Array, k: Array, v: Array, bias: Array, deterministic: bool = True
     ) -> Array:
-        scores = jnp.einsum("bqhd,bthd->bhqt", q, k, preferred_element_type=jnp.float32)
+        """`q [B, Q, H, D]` against `k, v [B, H, T, D]` -> `[B, Q, E]`."""
+        scores = jnp.einsum("bqhd,bhtd->bhqt", q, k, preferred_element_type=jnp.float32)
         weights = jax.nn.softmax(scores + bias, axis=-1).astype(v.dtype)
         weights = self.dropout(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqt,bthd->bqhd", weights, v)
+        out = jnp.einsum("bhqt,bhtd->bqhd", weights, v)
         return self.out(out.reshape(*out.shape[:2], self.config.joined_kv))
 
     def __call__(self, x: Array, kv_source: Array, bias: Array, deterministic: bool = True):

@@ -1,0 +1,375 @@
+r"""Tokens/s of every decoding method, the measured cost ratio c, and the speed-up vs the ideal.
+
+For each drafter/verifier pair (see `common.make_pair`) and batch size, every method runs through
+`generate` on random inputs with EOS banned in both models (`common.NoEosModel`), so every row emits
+exactly `--max_decode_len` tokens. Per (pair, batch, method): one untimed warm-up call (compilation
+included, reported as "first call"), then `--trials` timed calls, mean ± std.
+
+At batch 1 it also reports the SPEC §6 cost model:
+
+* c = t_q / t_p, with t = (latency − encoder time) / N_tok from the drafter-only and verifier-only
+  runs (steady-state per-token decode time; encoder time measured separately);
+* S = latency(verifier-only) / latency(method), the ideal S* = (1 − a^(γ+1)) / ((1 − a)(γc + 1))
+  and S*₊ = τ* / ((γ+1)c + 1) at the method's measured acceptance rate a, and ε = S / S*;
+
+and a component profile of one speculative round, timed piece by piece (`--profile`): γ+1 drafter
+`extend` steps, one verifier `extend` over γ+1 tokens, the target/acceptance math, the two encoder
+passes; what the sum misses is loop overhead.
+
+    JAX_PLATFORMS=cpu python benchmarks/bench_decode.py --out_dir=/tmp/bench
+    JAX_PLATFORMS=cpu python benchmarks/bench_decode.py --tiny --out_dir=/tmp/bench_tiny
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import common
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS, generate, summarize_stats
+from spec_cascade_jax.evaluation.tables import ideal_speedup, ideal_speedup_sync, tau_star
+
+DEFAULT_METHODS = (
+    "verifier",
+    "drafter",
+    "spec_decode",
+    "spec_chow",
+    "spec_opt",
+    "spec_token_v3",
+    "lossy",
+    "token_cascade",
+    "seq_cascade",
+)
+
+_PAIRS = flags.DEFINE_list("pairs", ["tiny", "small_large", "perturbed"], "Pairs to run.")
+_METHODS = flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods (generate METHODS).")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes; 1 must be included.")
+_GAMMA = flags.DEFINE_integer("gamma", 5, "Drafted tokens per verifier call.")
+_MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Tokens emitted per row.")
+_INPUT_LEN = flags.DEFINE_integer("input_len", 64, "Encoder input length (no padding).")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).")
+_ALPHA = flags.DEFINE_float("alpha", 0.3, "alpha of every alpha-method (valid for all of them).")
+_TRIALS = flags.DEFINE_integer("trials", 3, "Timed calls per configuration.")
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", None, "Vocabulary override (default: real).")
+_NOISE = flags.DEFINE_float("noise", 0.3, "Relative parameter noise (perturbed, embedded pairs).")
+_PERTURBED_CONFIG = flags.DEFINE_string("perturbed_config", "t5_1_1_small", "Perturbed pair shape.")
+_PROFILE = flags.DEFINE_bool("profile", True, "Time the components of a speculative round.")
+_SEED = flags.DEFINE_integer("seed", 0, "Weights/inputs/sampling seed.")
+_MACHINE = flags.DEFINE_string("machine", common.DEFAULT_MACHINE, "Machine label for the report.")
+_OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/bench_decode", "Where to write JSON + Markdown.")
+_TINY = flags.DEFINE_bool(
+    "tiny", False, "Smoke mode: tiny pair, batch 1 and 2, 8 tokens, 2 trials (overrides flags)."
+)
+
+
+def _run_method(pair: common.Pair, method: str, inputs: jax.Array, cfg: dict) -> dict[str, Any]:
+    rng = jax.random.PRNGKey(cfg["seed"])
+
+    def call():
+        return generate(
+            pair.drafter,
+            pair.drafter_params,
+            pair.verifier,
+            pair.verifier_params,
+            inputs,
+            method=method,
+            alpha=cfg["alpha"] if method not in ("drafter", "verifier", "spec_decode") else 0.0,
+            gamma=cfg["gamma"],
+            temperature=cfg["temperature"],
+            max_decode_len=cfg["max_decode_len"],
+            rng=rng,
+        )
+
+    timing, out = common.time_call(call, trials=cfg["trials"])
+    batch = inputs.shape[0]
+    n_tok = int(np.sum(out.lengths))
+    if n_tok != batch * cfg["max_decode_len"]:
+        raise RuntimeError(
+            f"{method}: emitted {n_tok} tokens, expected {batch * cfg['max_decode_len']} "
+            "(EOS suppression failed)"
+        )
+    tps, tps_std = common.rate(timing, n_tok)
+    stats = summarize_stats(out.stats.as_dict(), method)
+    return {
+        "method": method,
+        "batch": batch,
+        "latency": timing.to_dict(),
+        "first_call_s": timing.warmup_s,
+        "tokens": n_tok,
+        "tokens_per_s": tps,
+        "tokens_per_s_std": tps_std,
+        "loop_rounds": int(np.max(np.asarray(out.stats.n_ver))),
+        "stats": stats,
+    }
+
+
+def _cost_model(rows: dict[str, dict], enc: dict[str, common.Timing], cfg: dict) -> dict:
+    """c from drafter/verifier-only at batch 1, and S vs S* for each speculative method."""
+    n = cfg["max_decode_len"]
+    out: dict[str, Any] = {}
+    if "drafter" not in rows or "verifier" not in rows:
+        return out
+    t_q = (rows["drafter"]["latency"]["mean_s"] - enc["drafter"].mean_s) / n
+    t_p = (rows["verifier"]["latency"]["mean_s"] - enc["verifier"].mean_s) / n
+    c = t_q / t_p
+    out.update(t_q_s=t_q, t_p_s=t_p, c=c, enc_drafter_s=enc["drafter"].mean_s)
+    out["enc_verifier_s"] = enc["verifier"].mean_s
+    lat_v = rows["verifier"]["latency"]["mean_s"]
+    per_method = {}
+    for method, row in rows.items():
+        if method not in SPECULATIVE_METHODS:
+            continue
+        a = row["stats"]["acceptance_rate"]
+        g = cfg["gamma"]
+        s = lat_v / row["latency"]["mean_s"]
+        entry = {"a": a, "tau": row["stats"]["block_efficiency"], "S": s}
+        if a is not None and c >= 0:
+            s_star = ideal_speedup(a, g, c)
+            s_sync = ideal_speedup_sync(a, g, c)
+            entry.update(
+                tau_star=tau_star(a, g),
+                S_star=s_star,
+                S_star_sync=s_sync,
+                efficiency=s / s_star,
+                efficiency_sync=s / s_sync,
+            )
+        per_method[method] = entry
+    out["methods"] = per_method
+    return out
+
+
+def _profile(pair: common.Pair, inputs: np.ndarray, sd_row: dict | None, cfg: dict) -> dict:
+    """Times the pieces of one speculative round and compares their sum with the measured run."""
+    g, n = cfg["gamma"], cfg["max_decode_len"]
+    trials = cfg["trials"]
+    steps = cfg["profile_steps"]
+    batch = inputs.shape[0]
+    cache_spec = n + g + 1
+    d_step = common.extend_loop_time(
+        pair.drafter, pair.drafter_params, inputs, block=1, cache_len=cache_spec,
+        steps=steps, trials=trials,
+    )  # fmt: skip
+    v_block = common.extend_loop_time(
+        pair.verifier, pair.verifier_params, inputs, block=g + 1, cache_len=cache_spec,
+        steps=steps, trials=trials,
+    )  # fmt: skip
+    v_step = common.extend_loop_time(
+        pair.verifier, pair.verifier_params, inputs, block=1, cache_len=n + 1,
+        steps=steps, trials=trials,
+    )  # fmt: skip
+    math = common.math_time(
+        "spec_decode",
+        batch=batch,
+        gamma=g,
+        vocab_size=pair.verifier.vocab_size,
+        alpha=0.0,
+        temperature=cfg["temperature"],
+        steps=steps,
+        trials=trials,
+    )
+    enc_d = common.encoder_time(pair.drafter, pair.drafter_params, inputs, trials=trials)
+    enc_v = common.encoder_time(pair.verifier, pair.verifier_params, inputs, trials=trials)
+    result: dict[str, Any] = {
+        "batch": batch,
+        "drafter_step_s": d_step.mean_s,
+        "verifier_step_s": v_step.mean_s,
+        "verifier_block_s": v_block.mean_s,
+        "block_cost_ratio": v_block.mean_s / v_step.mean_s,
+        "math_per_round_s": math.mean_s,
+        "enc_drafter_s": enc_d.mean_s,
+        "enc_verifier_s": enc_v.mean_s,
+    }
+    if sd_row is not None:
+        rounds = sd_row["loop_rounds"]
+        parts = {
+            "encoders": enc_d.mean_s + enc_v.mean_s,
+            "drafter_steps": rounds * (g + 1) * d_step.mean_s,
+            "verifier_blocks": rounds * v_block.mean_s,
+            "acceptance_math": rounds * math.mean_s,
+        }
+        measured = sd_row["latency"]["mean_s"]
+        parts["loop_overhead_residual"] = measured - sum(parts.values())
+        result.update(rounds=rounds, measured_s=measured, parts_s=parts)
+    return result
+
+
+def _pair_markdown(name: str, desc: str, res: dict, cfg: dict) -> str:
+    batches = sorted({r["batch"] for r in res["rows"]})
+    by = {(r["method"], r["batch"]): r for r in res["rows"]}
+    lat_v = {b: by[("verifier", b)]["latency"]["mean_s"] for b in batches if ("verifier", b) in by}
+    headers = ["method"]
+    for b in batches:
+        headers += [f"tok/s B={b}", f"speed-up B={b}"]
+    headers += ["a (B=1)", "τ (B=1)", "δ (B=1)", "first call s (B=1)"]
+    lines = []
+    for method in cfg["methods"]:
+        cells = [method]
+        for b in batches:
+            r = by.get((method, b))
+            if r is None:
+                cells += ["—", "—"]
+                continue
+            cells.append(common.mean_std(r["tokens_per_s"], r["tokens_per_s_std"]))
+            speed = lat_v[b] / r["latency"]["mean_s"] if b in lat_v else None
+            cells.append(common.fmt(speed, 2))
+        r1 = by.get((method, batches[0]), {"stats": {}})
+        st = r1["stats"]
+        cells += [
+            common.fmt(st.get("acceptance_rate")),
+            common.fmt(st.get("block_efficiency"), 2),
+            common.fmt(st.get("deferral_rate")),
+            common.fmt(r1.get("first_call_s"), 1),
+        ]
+        lines.append(cells)
+    p_d, p_v = res["params_m"]
+    out = [
+        f"### Pair `{name}`: {desc}",
+        "",
+        f"Drafter {p_d:.1f}M / verifier {p_v:.1f}M parameters; γ={cfg['gamma']}, "
+        f"T={cfg['temperature']:g}, α={cfg['alpha']:g}, {cfg['input_len']} input → "
+        f"{cfg['max_decode_len']} output tokens (EOS banned), {cfg['trials']} trials.",
+        "",
+        common.markdown_table(headers, lines),
+    ]
+    cm = res.get("cost_model") or {}
+    if cm.get("methods"):
+        out += [
+            "",
+            f"Cost model at B=1: t_q = {1e3 * cm['t_q_s']:.2f} ms, t_p = {1e3 * cm['t_p_s']:.2f} ms "
+            f"per token, **c = {cm['c']:.3f}** (encoders {1e3 * cm['enc_drafter_s']:.1f} / "
+            f"{1e3 * cm['enc_verifier_s']:.1f} ms excluded).",
+            "",
+        ]
+        rows = []
+        for method, e in cm["methods"].items():
+            rows.append(
+                [
+                    method,
+                    common.fmt(e["a"]),
+                    common.fmt(e["tau"], 2),
+                    common.fmt(e.get("tau_star"), 2),
+                    common.fmt(e["S"], 3),
+                    common.fmt(e.get("S_star"), 3),
+                    common.fmt(e.get("S_star_sync"), 3),
+                    common.fmt(e.get("efficiency"), 3),
+                    common.fmt(e.get("efficiency_sync"), 3),
+                ]
+            )
+        out.append(
+            common.markdown_table(
+                ["method", "a", "τ", "τ*", "S", "S*", "S*₊", "ε = S/S*", "S/S*₊"], rows
+            )
+        )
+    for prof in res.get("profiles", []):
+        out += ["", _profile_markdown(prof, cfg)]
+    return "\n".join(out)
+
+
+def _profile_markdown(prof: dict, cfg: dict) -> str:
+    g = cfg["gamma"]
+    head = (
+        f"Components at B={prof['batch']}: drafter step {1e3 * prof['drafter_step_s']:.2f} ms, "
+        f"verifier step {1e3 * prof['verifier_step_s']:.2f} ms, verifier block of {g + 1} "
+        f"{1e3 * prof['verifier_block_s']:.2f} ms (= {prof['block_cost_ratio']:.2f} steps), "
+        f"acceptance math {1e3 * prof['math_per_round_s']:.2f} ms/round, encoders "
+        f"{1e3 * prof['enc_drafter_s']:.1f} / {1e3 * prof['enc_verifier_s']:.1f} ms."
+    )
+    if "parts_s" not in prof:
+        return head
+    total = prof["measured_s"]
+    rows = [
+        [k.replace("_", " "), f"{1e3 * v:.1f}", f"{100 * v / total:.0f}%"]
+        for k, v in prof["parts_s"].items()
+    ]
+    rows.append(["measured spec_decode latency", f"{1e3 * total:.1f}", "100%"])
+    return (
+        head
+        + f" spec_decode ran {prof['rounds']} rounds:\n\n"
+        + common.markdown_table(["part", "ms", "share"], rows)
+    )
+
+
+def run(cfg: dict) -> dict:
+    """Runs every pair; returns the JSON-able results and the Markdown."""
+    for m in cfg["methods"]:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(METHODS)}")
+    if 1 not in cfg["batch_sizes"]:
+        raise ValueError(f"batch_sizes must include 1 (for c and S), got {cfg['batch_sizes']}")
+    results, sections = {}, []
+    for name in cfg["pairs"]:
+        vocab = cfg["vocab_size"] if name != "tiny" else None
+        pair = common.make_pair(
+            name,
+            vocab_size=vocab,
+            noise=cfg["noise"],
+            perturbed_config=cfg["perturbed_config"],
+            seed=cfg["seed"],
+        )
+        real_vocab = pair.verifier.real_vocab_size
+        res: dict[str, Any] = {"description": pair.description, "params_m": pair.params_m()}
+        res["rows"], res["profiles"] = [], []
+        for batch in cfg["batch_sizes"]:
+            inputs_np = common.random_inputs(batch, cfg["input_len"], real_vocab, cfg["seed"])
+            inputs = jax.block_until_ready(jnp.asarray(inputs_np))
+            rows = {}
+            for method in cfg["methods"]:
+                logging.info("pair %s batch %d method %s", name, batch, method)
+                rows[method] = _run_method(pair, method, inputs, cfg)
+                res["rows"].append(rows[method])
+            if batch == 1:
+                enc = {
+                    "drafter": common.encoder_time(
+                        pair.drafter, pair.drafter_params, inputs_np, trials=cfg["trials"]
+                    ),
+                    "verifier": common.encoder_time(
+                        pair.verifier, pair.verifier_params, inputs_np, trials=cfg["trials"]
+                    ),
+                }
+                res["cost_model"] = _cost_model(rows, enc, cfg)
+            if cfg["profile"]:
+                res["profiles"].append(_profile(pair, inputs_np, rows.get("spec_decode"), cfg))
+        results[name] = res
+        sections.append(_pair_markdown(name, pair.description, res, cfg))
+    return {"config": cfg, "pairs": results}, "\n\n".join(sections)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    cfg = {
+        "pairs": _PAIRS.value,
+        "methods": _METHODS.value,
+        "batch_sizes": [int(b) for b in _BATCH_SIZES.value],
+        "gamma": _GAMMA.value,
+        "max_decode_len": _MAX_DECODE_LEN.value,
+        "input_len": _INPUT_LEN.value,
+        "temperature": _TEMPERATURE.value,
+        "alpha": _ALPHA.value,
+        "trials": _TRIALS.value,
+        "vocab_size": _VOCAB_SIZE.value,
+        "noise": _NOISE.value,
+        "perturbed_config": _PERTURBED_CONFIG.value,
+        "profile": _PROFILE.value,
+        "profile_steps": 16,
+        "seed": _SEED.value,
+    }
+    if _TINY.value:
+        cfg.update(
+            pairs=["tiny"],
+            batch_sizes=[1, 2],
+            max_decode_len=8,
+            input_len=8,
+            trials=2,
+            profile_steps=2,
+        )
+    results, markdown = run(cfg)
+    env = common.environment("float32", _MACHINE.value)
+    common.write_report(_OUT_DIR.value, "bench_decode", env, results, markdown)
+
+
+if __name__ == "__main__":
+    app.run(main)
