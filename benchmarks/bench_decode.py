@@ -18,17 +18,21 @@ passes; what the sum misses is loop overhead.
 
     JAX_PLATFORMS=cpu python benchmarks/bench_decode.py --out_dir=/tmp/bench
     JAX_PLATFORMS=cpu python benchmarks/bench_decode.py --tiny --out_dir=/tmp/bench_tiny
+
+Smoke mode (`--tiny`): tiny pair, verifier/drafter/spec_decode only, batch 1, γ 3, 8 → 8 tokens,
+2 trials.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import common
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS, generate, summarize_stats
 from spec_cascade_jax.evaluation.tables import ideal_speedup, ideal_speedup_sync, tau_star
@@ -45,25 +49,43 @@ DEFAULT_METHODS = (
     "seq_cascade",
 )
 
-_PAIRS = flags.DEFINE_list("pairs", ["tiny", "small_large", "perturbed"], "Pairs to run.")
-_METHODS = flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods (generate METHODS).")
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes; 1 must be included.")
-_GAMMA = flags.DEFINE_integer("gamma", 5, "Drafted tokens per verifier call.")
-_MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Tokens emitted per row.")
-_INPUT_LEN = flags.DEFINE_integer("input_len", 64, "Encoder input length (no padding).")
-_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).")
-_ALPHA = flags.DEFINE_float("alpha", 0.3, "alpha of every alpha-method (valid for all of them).")
-_TRIALS = flags.DEFINE_integer("trials", 3, "Timed calls per configuration.")
-_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", None, "Vocabulary override (default: real).")
-_NOISE = flags.DEFINE_float("noise", 0.3, "Relative parameter noise (perturbed, embedded pairs).")
-_PERTURBED_CONFIG = flags.DEFINE_string("perturbed_config", "t5_1_1_small", "Perturbed pair shape.")
-_PROFILE = flags.DEFINE_bool("profile", True, "Time the components of a speculative round.")
-_SEED = flags.DEFINE_integer("seed", 0, "Weights/inputs/sampling seed.")
-_MACHINE = flags.DEFINE_string("machine", common.DEFAULT_MACHINE, "Machine label for the report.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/bench_decode", "Where to write JSON + Markdown.")
-_TINY = flags.DEFINE_bool(
-    "tiny", False, "Smoke mode: tiny pair, batch 1 and 2, 8 tokens, 2 trials (overrides flags)."
-)
+
+def parse_args(argv: list[str] | None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    arg = parser.add_argument
+    arg(
+        "--pairs",
+        type=common.str_list,
+        default=["tiny", "small_large", "perturbed"],
+        help=f"Pairs, from {', '.join(common.PAIR_NAMES)}.",
+    )
+    arg("--methods", type=common.str_list, default=list(DEFAULT_METHODS), help="Methods.")
+    arg("--batch_sizes", type=common.int_list, default=[1, 8], help="Batch sizes (with 1).")
+    arg("--gamma", type=int, default=5, help="Drafted tokens per verifier call.")
+    arg("--max_decode_len", type=int, default=64, help="Tokens emitted per row.")
+    arg("--input_len", type=int, default=64, help="Encoder input length (no padding).")
+    arg("--temperature", type=float, default=1.0, help="Sampling temperature (0 = greedy).")
+    arg("--alpha", type=float, default=0.3, help="α of every α-method (valid for all).")
+    arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
+    arg("--noise", type=float, default=0.3, help="Relative parameter noise (perturbed/embedded).")
+    arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
+    arg("--no_profile", dest="profile", action="store_false", help="Skip the component profile.")
+    arg("--profile_steps", type=int, default=16, help="extend calls per profiled loop.")
+    common.add_common_args(parser, "/tmp/bench_decode")
+    cfg = vars(parser.parse_args(argv))
+    if cfg.pop("tiny"):
+        # Smoke mode: 3 methods (enough for c, S and the profile), batch 1, 8 tokens.
+        cfg.update(
+            pairs=["tiny"],
+            methods=["verifier", "drafter", "spec_decode"],
+            batch_sizes=[1],
+            gamma=3,
+            max_decode_len=8,
+            input_len=8,
+            trials=2,
+            profile_steps=2,
+        )
+    return cfg
 
 
 def _run_method(pair: common.Pair, method: str, inputs: jax.Array, cfg: dict) -> dict[str, Any]:
@@ -149,18 +171,16 @@ def _profile(pair: common.Pair, inputs: np.ndarray, sd_row: dict | None, cfg: di
     steps = cfg["profile_steps"]
     batch = inputs.shape[0]
     cache_spec = n + g + 1
+    loop = dict(inputs=inputs, steps=steps, trials=trials)
     d_step = common.extend_loop_time(
-        pair.drafter, pair.drafter_params, inputs, block=1, cache_len=cache_spec,
-        steps=steps, trials=trials,
-    )  # fmt: skip
+        pair.drafter, pair.drafter_params, block=1, cache_len=cache_spec, **loop
+    )
     v_block = common.extend_loop_time(
-        pair.verifier, pair.verifier_params, inputs, block=g + 1, cache_len=cache_spec,
-        steps=steps, trials=trials,
-    )  # fmt: skip
+        pair.verifier, pair.verifier_params, block=g + 1, cache_len=cache_spec, **loop
+    )
     v_step = common.extend_loop_time(
-        pair.verifier, pair.verifier_params, inputs, block=1, cache_len=n + 1,
-        steps=steps, trials=trials,
-    )  # fmt: skip
+        pair.verifier, pair.verifier_params, block=1, cache_len=n + 1, **loop
+    )
     math = common.math_time(
         "spec_decode",
         batch=batch,
@@ -239,8 +259,9 @@ def _pair_markdown(name: str, desc: str, res: dict, cfg: dict) -> str:
     if cm.get("methods"):
         out += [
             "",
-            f"Cost model at B=1: t_q = {1e3 * cm['t_q_s']:.2f} ms, t_p = {1e3 * cm['t_p_s']:.2f} ms "
-            f"per token, **c = {cm['c']:.3f}** (encoders {1e3 * cm['enc_drafter_s']:.1f} / "
+            f"Cost model at B=1: t_q = {1e3 * cm['t_q_s']:.2f} ms, "
+            f"t_p = {1e3 * cm['t_p_s']:.2f} ms per token, **c = {cm['c']:.3f}** "
+            f"(encoders {1e3 * cm['enc_drafter_s']:.1f} / "
             f"{1e3 * cm['enc_verifier_s']:.1f} ms excluded).",
             "",
         ]
@@ -338,38 +359,15 @@ def run(cfg: dict) -> dict:
     return {"config": cfg, "pairs": results}, "\n\n".join(sections)
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    cfg = {
-        "pairs": _PAIRS.value,
-        "methods": _METHODS.value,
-        "batch_sizes": [int(b) for b in _BATCH_SIZES.value],
-        "gamma": _GAMMA.value,
-        "max_decode_len": _MAX_DECODE_LEN.value,
-        "input_len": _INPUT_LEN.value,
-        "temperature": _TEMPERATURE.value,
-        "alpha": _ALPHA.value,
-        "trials": _TRIALS.value,
-        "vocab_size": _VOCAB_SIZE.value,
-        "noise": _NOISE.value,
-        "perturbed_config": _PERTURBED_CONFIG.value,
-        "profile": _PROFILE.value,
-        "profile_steps": 16,
-        "seed": _SEED.value,
-    }
-    if _TINY.value:
-        cfg.update(
-            pairs=["tiny"],
-            batch_sizes=[1, 2],
-            max_decode_len=8,
-            input_len=8,
-            trials=2,
-            profile_steps=2,
-        )
+def main(argv: list[str] | None = None) -> tuple[str, str]:
+    """Parses `argv`, runs, writes the report; returns (json path, markdown path)."""
+    common.setup_logging()
+    cfg = parse_args(argv)
+    out_dir, machine = cfg.pop("out_dir"), cfg.pop("machine")
     results, markdown = run(cfg)
-    env = common.environment("float32", _MACHINE.value)
-    common.write_report(_OUT_DIR.value, "bench_decode", env, results, markdown)
+    env = common.environment("float32", machine)
+    return common.write_report(out_dir, "bench_decode", env, results, markdown)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -19,6 +19,7 @@ Cost-model formulas (`tau_star`, `ideal_speedup`, `ideal_speedup_sync`) come fro
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import functools
@@ -33,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from spec_cascade_jax.decoding import rules as rules_lib
 from spec_cascade_jax.decoding import speculative, warps
@@ -129,9 +131,8 @@ def embed_params(small: T5Config, small_params: Params, big: T5Config) -> Params
         "tie_word_embeddings",
     ):
         if getattr(small, field) != getattr(big, field):
-            raise ValueError(
-                f"embed_params: {field} differs: {getattr(small, field)!r} vs {getattr(big, field)!r}"
-            )
+            small_v, big_v = getattr(small, field), getattr(big, field)
+            raise ValueError(f"embed_params: {field} differs: {small_v!r} vs {big_v!r}")
     for field in ("d_model", "d_ff", "num_heads", "num_encoder_layers", "num_decoder_layers"):
         if getattr(small, field) > getattr(big, field):
             raise ValueError(f"embed_params: small {field} exceeds big {field}")
@@ -231,13 +232,7 @@ def make_pair(
         d_params = perturb_params(v_cfg, v_params, noise, seed + 1)
         desc = f"{perturbed_config} verifier; drafter = verifier + {noise:g} x init-std noise"
     elif name == "small_large_embedded":
-        d_cfg, v_cfg = cfg("t5_1_1_small"), cfg("t5_1_1_large")
-        d_params = T5Model(d_cfg).init_params(k_d)
-        v_params = perturb_params(v_cfg, embed_params(d_cfg, d_params, v_cfg), noise, seed + 1)
-        desc = (
-            "T5.1.1-small drafter; T5.1.1-large verifier = drafter embedded in the large shape "
-            f"+ {noise:g} x init-std noise"
-        )
+        return embedded_pair(name, cfg("t5_1_1_small"), cfg("t5_1_1_large"), noise=noise, seed=seed)
     else:
         raise ValueError(f"unknown pair {name!r}; expected one of {', '.join(PAIR_NAMES)}")
     return Pair(
@@ -247,6 +242,31 @@ def make_pair(
         verifier=NoEosModel(T5Model(v_cfg)),
         verifier_params=v_params,
         description=desc,
+    )
+
+
+def embedded_pair(
+    name: str, drafter_config: T5Config, verifier_config: T5Config, *, noise: float, seed: int
+) -> Pair:
+    """Random drafter; verifier = the drafter embedded in `verifier_config`'s shape + noise.
+
+    The verifier costs what its shape costs but agrees with the drafter as often as `noise`
+    allows, which gives random-weight models a realistic acceptance rate at the real cost ratio.
+    """
+    d_params = T5Model(drafter_config).init_params(jax.random.PRNGKey(seed))
+    embedded = embed_params(drafter_config, d_params, verifier_config)
+    v_params = perturb_params(verifier_config, embedded, noise, seed + 1)
+    shape = lambda c: f"d{c.d_model}/{c.num_heads}h/{c.num_encoder_layers}+{c.num_decoder_layers}L"
+    return Pair(
+        name=name,
+        drafter=NoEosModel(T5Model(drafter_config)),
+        drafter_params=d_params,
+        verifier=NoEosModel(T5Model(verifier_config)),
+        verifier_params=v_params,
+        description=(
+            f"drafter {shape(drafter_config)} random; verifier {shape(verifier_config)} = drafter "
+            f"embedded + {noise:g} x init-std noise"
+        ),
     )
 
 
@@ -359,6 +379,11 @@ def _extend_loop(model, params, encoded, first_tokens, steps: int, block: int, c
     return jax.lax.fori_loop(0, steps, body, (cache, first_tokens))[1]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(model, params, inputs):
+    return model.encode(params, inputs)
+
+
 def extend_loop_time(
     model,
     params: Params,
@@ -370,7 +395,7 @@ def extend_loop_time(
     trials: int = 3,
 ) -> Timing:
     """Seconds per `extend` call of `block` tokens (encoder outside the clock), per batch."""
-    encoded = jax.block_until_ready(jax.jit(model.encode)(params, jnp.asarray(inputs)))
+    encoded = jax.block_until_ready(_encode(model, params, jnp.asarray(inputs)))
     first = jnp.zeros((inputs.shape[0], block), jnp.int32)
     timing, _ = time_call(
         lambda: _extend_loop(model, params, encoded, first, steps, block, cache_len),
@@ -381,9 +406,8 @@ def extend_loop_time(
 
 def encoder_time(model, params: Params, inputs: np.ndarray, *, trials: int = 3) -> Timing:
     """Seconds per encoder pass (cross-attention K/V included) on `inputs`."""
-    encode = jax.jit(model.encode)
     ids = jnp.asarray(inputs)
-    return time_call(lambda: encode(params, ids), trials=trials)[0]
+    return time_call(lambda: _encode(model, params, ids), trials=trials)[0]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -554,3 +578,38 @@ def write_report(
         f.write(text)
     print(text, flush=True)  # benchmark scripts report on stdout
     return json_path, md_path
+
+
+# ----------------------------------------------------------------------------------------------
+# Command lines.
+
+
+def str_list(text: str) -> list[str]:
+    """argparse type: a comma-separated list ("" gives [])."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated integers."""
+    return [int(t) for t in str_list(text)]
+
+
+def float_list(text: str) -> list[float]:
+    """argparse type: comma-separated floats."""
+    return [float(t) for t in str_list(text)]
+
+
+def add_common_args(parser: argparse.ArgumentParser, out_dir: str) -> None:
+    """--trials, --seed, --machine, --out_dir, --tiny."""
+    parser.add_argument("--trials", type=int, default=3, help="Timed calls per configuration.")
+    parser.add_argument("--seed", type=int, default=0, help="Weights/inputs/sampling seed.")
+    parser.add_argument("--machine", default=DEFAULT_MACHINE, help="Machine label for reports.")
+    parser.add_argument("--out_dir", default=out_dir, help="Where to write JSON + Markdown.")
+    parser.add_argument(
+        "--tiny", action="store_true", help="Smoke-test mode (overrides the sizes; see --help)."
+    )
+
+
+def setup_logging() -> None:
+    """absl INFO logging to stderr (the scripts do not go through absl.app)."""
+    logging.set_verbosity(logging.INFO)

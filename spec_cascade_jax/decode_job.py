@@ -216,7 +216,7 @@ def run_decode(
     with open(os.path.join(output_dir, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     logging.info(
-        "decoded %d examples with %s alpha=%s into %s", len(examples), method, alpha, output_dir
+        "decoded %d examples into %s: %s", len(examples), output_dir, stats_summary(result)
     )
     return result
 

@@ -68,8 +68,8 @@ def build_config(
     Args:
         preset: a `models.t5.config` preset name.
         overrides: `T5Config` fields to replace.
-        vocab_size: None keeps the preset's; an int sets `vocab_size` (and `real_vocab_size` if
-            the preset's is larger); "spm" sets `real_vocab_size` to the SentencePiece model's
+        vocab_size: None keeps the preset's; an int sets `vocab_size` (and `real_vocab_size`,
+            unless `overrides` sets it); "spm" sets `real_vocab_size` to the SentencePiece model's
             size and `vocab_size` to that rounded up to a multiple of 128.
         vocab_path: the SentencePiece model, needed for "spm".
     """
@@ -83,7 +83,7 @@ def build_config(
         fields.update(vocab_size=padded_vocab_size(real), real_vocab_size=real)
     elif isinstance(vocab_size, int) and not isinstance(vocab_size, bool):
         fields["vocab_size"] = vocab_size
-        fields.setdefault("real_vocab_size", min(vocab_size, get_config(preset).real_vocab_size))
+        fields.setdefault("real_vocab_size", vocab_size)
     elif vocab_size is not None:
         raise ValueError(f"vocab_size must be None, an int or 'spm', got {vocab_size!r}")
     return get_config(preset, **fields)

@@ -65,7 +65,7 @@ def plot_cost_quality(
             alpha=0.4,
         )
     if q_ver is not None:
-        ax.axhline(q_ver, color="black", linewidth=1.0, label=f"Verifier-only (Q = {q_ver:.2f})")
+        ax.axhline(q_ver, color="black", linewidth=1.0, label=f"Verifier-only (Q = {q_ver:.3f})")
     ax.axvline(1.0, color="gray", linewidth=0.8, linestyle=":")
     if drafter is not None:
         ax.scatter(

@@ -100,6 +100,7 @@ def _point_rows(summary: RunSummary) -> list[list[Any]]:
                 _fmt(latency.get("mean_s"), 4),
                 _fmt(latency.get("std_s"), 4),
                 _fmt(stats.get("block_efficiency")),
+                _fmt(cost.get("tau_star")),
                 _fmt(stats.get("acceptance_rate")),
                 _fmt(stats.get("deferral_rate")),
                 _fmt(stats.get("seq_deferred_frac")),
@@ -109,7 +110,8 @@ def _point_rows(summary: RunSummary) -> list[list[Any]]:
                 _fmt(cost.get("speedup")),
                 _fmt(cost.get("ideal_speedup")),
                 _fmt(cost.get("ideal_speedup_sync")),
-                _fmt(cost.get("efficiency")),
+                _fmt(cost.get("efficiency")) + (" ⚠" if _too_fast(cost) else ""),
+                _fmt(cost.get("best_gamma")),
             ]
         )
     return rows
@@ -123,6 +125,7 @@ _POINT_HEADERS = (
     "latency s/ex",
     "± std",
     "τ",
+    "τ*",
     "a",
     "δ",
     "seq deferred",
@@ -133,7 +136,13 @@ _POINT_HEADERS = (
     "S*",
     "S*₊",
     "ε = S/S*",
+    "argmax_γ S*",
 )
+
+
+def _too_fast(cost: Mapping[str, Any]) -> bool:
+    """SPEC §6: a measured speed-up above 1.05 S* needs investigating."""
+    return cost.get("efficiency") is not None and cost["efficiency"] > 1.05
 
 
 def _reference_lines(summary: RunSummary) -> list[str]:
@@ -177,8 +186,13 @@ def render_report(
     title: str,
     plot_filename: str | None = PLOT_FILENAME,
     results_filename: str = "results.jsonl",
+    choices: Mapping[str, Any] | None = None,
 ) -> str:
-    """The Markdown report of one run (see the module docstring)."""
+    """The Markdown report of one run (see the module docstring).
+
+    `choices` (default: those stored with the first record) are the [choice] fields to list; a
+    resumed run passes its own, e.g. after densifying an α grid.
+    """
     if not records:
         raise ValueError("no records to report")
     summary = summarize(records)
@@ -187,9 +201,7 @@ def render_report(
     metric = first.get("metric", "Q")
     out = [f"# {title}", ""]
     out += ["## Setup", ""]
-    out += [
-        f"- {k}: `{json.dumps(v)}`" for k, v in sorted(fingerprint.items()) if k != "sampling"
-    ]
+    out += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(fingerprint.items()) if k != "sampling"]
     out += [f"- sampling: `{json.dumps(first.get('sampling'), sort_keys=True)}`"]
     env = first.get("environment") or {}
     if env:
@@ -215,9 +227,15 @@ def render_report(
     if plot_filename:
         out += [f"![cost-quality curves]({plot_filename})", ""]
     out += ["## All points", ""]
-    out += [tables.render_markdown_table(_POINT_HEADERS, _point_rows(summary))]
+    out += [
+        "τ: measured tokens per verifier call; τ*, S*, S*₊: the i.i.d. cost model (SPEC §6) at "
+        "the measured acceptance a and cost ratio c; ε = S / S*. ⚠ marks S > 1.05 S*, which "
+        "usually means the verifier-only baseline ran a slower code path.",
+        "",
+        tables.render_markdown_table(_POINT_HEADERS, _point_rows(summary)),
+    ]
     out += ["## Choices (SPEC [choice] fields)", ""]
-    choices = first.get("choices") or {}
+    choices = choices if choices is not None else (first.get("choices") or {})
     out += [f"- {k}: `{json.dumps(v)}`" for k, v in sorted(choices.items())]
     return "\n".join(out) + "\n"
 
@@ -228,6 +246,7 @@ def write_report(
     *,
     title: str,
     make_plot: bool = True,
+    choices: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """Writes report.md (and the PNGs); returns their paths by name."""
     summary = summarize(records)
@@ -261,7 +280,12 @@ def write_report(
                 xlabel="deferral rate δ",
                 ylabel=metric,
             )
-    text = render_report(records, title=title, plot_filename=PLOT_FILENAME if make_plot else None)
+    text = render_report(
+        records,
+        title=title,
+        plot_filename=PLOT_FILENAME if make_plot else None,
+        choices=choices,
+    )
     paths["report"] = os.path.join(output_dir, REPORT_FILENAME)
     with open(paths["report"], "w", encoding="utf-8") as f:
         f.write(text)

@@ -774,7 +774,9 @@ def run_eval(
 
     # 4. Report.
     title = title or f"{task} / {split}: {drafter.preset} → {verifier.preset}"
-    paths = report_lib.write_report(records, output_dir, title=title, make_plot=make_plot)
+    paths = report_lib.write_report(
+        records, output_dir, title=title, make_plot=make_plot, choices=choices
+    )
     paths["results"] = results_path
     config_path = os.path.join(output_dir, "operative_config.gin")
     with open(config_path, "w", encoding="utf-8") as f:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
@@ -58,14 +59,6 @@ DEFAULT_RULES: LogicalAxisRules = (
     ("relpos_buckets", None),
 )
 
-# Logical names of the T5 decoding activations (`T5Encoded`, `T5Cache`, logits).
-_ENCODED_AXES = {
-    "encoder_outputs": ("batch", "length", "embed"),
-    "source_mask": ("batch", "length"),
-    "cross_keys": ("batch", "length", "heads", "kv"),
-    "cross_values": ("batch", "length", "heads", "kv"),
-}
-_CACHE_AXES = ("batch", "length", "heads", "kv")
 _LOGITS_AXES = ("batch", "length", None)  # vocabulary gathered: sampling reads whole rows
 
 
@@ -249,28 +242,34 @@ class ShardedDecodeModel:
     def _pin_batch(self, tree: Any) -> Any:
         return jax.tree.map(lambda x: self._pin(x, ("batch",) + (None,) * (x.ndim - 1)), tree)
 
-    def _pin_encoded(self, encoded: Any) -> Any:
+    def _probe_length(self) -> int:
+        """A length no other dimension of the T5 activations has (see `_activation_axes`)."""
+        cfg = self.model.config
+        return max(cfg.num_heads, cfg.d_kv, cfg.d_model) + 1
+
+    def _pin_tree(self, tree: Any, axes: Any) -> Any:
+        return jax.tree.map(self._pin, tree, axes)  # `axes` leaves are name tuples
+
+    def _pin_encoded(self, params: Params, encoded: Any) -> Any:
         if not isinstance(encoded, T5Encoded):
             return self._pin_batch(encoded)
-        fields = {}
-        for name, names in _ENCODED_AXES.items():
-            value = getattr(encoded, name)
-            if isinstance(value, tuple):
-                fields[name] = tuple(self._pin(x, names) for x in value)
-            else:
-                fields[name] = self._pin(value, names)
-        return encoded.replace(**fields)
+        probe = self._probe_length()
+        abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+        shapes = jax.eval_shape(
+            self.model.encode, abstract_params, jax.ShapeDtypeStruct((1, probe), jnp.int32)
+        )
+        return self._pin_tree(encoded, _activation_axes(shapes, probe))
 
     def _pin_cache(self, cache: Any) -> Any:
         if not isinstance(cache, T5Cache):
             return self._pin_batch(cache)
-        return T5Cache(
-            keys=tuple(self._pin(k, _CACHE_AXES) for k in cache.keys),
-            values=tuple(self._pin(v, _CACHE_AXES) for v in cache.values),
-        )
+        probe = self._probe_length()
+        shapes = jax.eval_shape(lambda: self.model.init_cache(1, probe))
+        return self._pin_tree(cache, _activation_axes(shapes, probe))
 
     def encode(self, params: Params, inputs: jax.Array) -> Any:
-        return self._pin_encoded(self.model.encode(params, self._pin(inputs, ("batch", None))))
+        encoded = self.model.encode(params, self._pin(inputs, ("batch", None)))
+        return self._pin_encoded(params, encoded)
 
     def init_cache(self, batch_size: int, max_len: int) -> Any:
         return self._pin_cache(self.model.init_cache(batch_size, max_len))
@@ -278,6 +277,27 @@ class ShardedDecodeModel:
     def extend(self, params, encoded, cache, tokens, positions):
         logits, cache = self.model.extend(params, encoded, cache, tokens, positions)
         return self._pin(logits, _LOGITS_AXES), self._pin_cache(cache)
+
+
+def _activation_axes(shapes: Any, probe: int) -> Any:
+    """Logical axis names of T5 activations, from their shapes at batch 1 and length `probe`.
+
+    Dimension 0 is `batch`, a dimension of size `probe` is `length`; of the others, a single one
+    is `embed` (`[B, S, E]`) and a pair is `(heads, kv)` (`[B, H, S, D]` or `[B, S, H, D]`,
+    whichever layout the model uses).
+    """
+
+    def names(leaf: jax.ShapeDtypeStruct) -> tuple[str, ...]:
+        rest = [i for i in range(1, len(leaf.shape)) if leaf.shape[i] != probe]
+        other = {0: (), 1: ("embed",), 2: ("heads", "kv")}.get(len(rest))
+        if other is None:
+            raise ValueError(f"cannot name the axes of a T5 activation of shape {leaf.shape}")
+        out = ["batch"] + ["length"] * (len(leaf.shape) - 1)
+        for i, name in zip(rest, other, strict=True):
+            out[i] = name
+        return tuple(out)
+
+    return jax.tree.map(names, shapes)
 
 
 def _shard_model_params(model, params, mesh: Mesh, rules: LogicalAxisRules) -> Params:

@@ -12,6 +12,10 @@ at the end, it saves the full train state with an orbax `CheckpointManager`: par
 state, and a JSON record of the step, seed, optimiser settings and data position. A later call
 with the same arguments and `resume=True` restores the newest checkpoint and carries on from there;
 with a `BatchSource` (see `batches.py`) and the same seed, the result equals an uninterrupted run.
+An interrupted run loses the steps after its last checkpoint (they are recomputed identically).
+
+Each distinct batch shape compiles the step once per process; the step is keyed on its static
+arguments (model, optimiser settings, loss weights), so repeated `train` calls reuse it.
 
 Randomness: parameters are initialised from `fold_in(key(seed), 0)`; dropout at step `t` uses
 `fold_in(fold_in(key(seed), 1), t)`, so it does not depend on where a run was interrupted.
@@ -51,8 +55,7 @@ class TrainResult:
     """What `train` returns.
 
     Attributes:
-        params: the parameters after `final_step` steps (host-side numpy arrays are not forced;
-            these are jax arrays).
+        params: the parameters (jax arrays) after `final_step` steps.
         opt_state: the optimiser state after `final_step` steps.
         start_step: the step this call started from (> 0 after a resume).
         final_step: the number of optimiser steps applied in total.

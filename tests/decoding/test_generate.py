@@ -71,29 +71,50 @@ def test_drafter_equal_to_verifier_accepts_everything(gamma):
     assert no_eos, "fixture should have rows without EOS"
 
 
-@pytest.mark.parametrize("method", ["spec_token_v3", "token_cascade", "seq_cascade", "drafter"])
+TOY = testing.TableLM(vocab_size=8, real_vocab_size=6, num_positions=6)
+TOY_D, TOY_V = TOY.init_params(jax.random.PRNGKey(3)), TOY.init_params(jax.random.PRNGKey(4))
+TOY_INPUTS = np.array([[0, 1], [1, 1], [2, 1], [3, 1], [1, 1], [2, 1]], np.int32)
+
+
+def run_toy(method, inputs=TOY_INPUTS, **kw):
+    kw.setdefault("max_decode_len", 12)
+    return generate(TOY, TOY_D, TOY, TOY_V, inputs, method=method, rng=KEY, **kw)
+
+
+def test_t5_row_output_does_not_depend_on_batch():
+    full = run("spec_token_v3", alpha=0.3, temperature=1.0, gamma=3)
+    one = generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS[2:3], method="spec_token_v3",
+                   alpha=0.3, temperature=1.0, gamma=3, max_decode_len=12, rng=KEY,
+                   example_ids=[2])
+    np.testing.assert_array_equal(one.tokens[0], full.tokens[2])
+
+
+@pytest.mark.parametrize("method", ["spec_opt", "token_cascade", "seq_cascade", "drafter"])
 def test_row_output_does_not_depend_on_batch(method):
-    full = run(method, alpha=0.3, temperature=1.0, gamma=3)
-    for b in (0, 2):
-        one = generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS[b : b + 1], method=method,
-                       alpha=0.3, temperature=1.0, gamma=3, max_decode_len=12, rng=KEY,
-                       example_ids=[b])
-        np.testing.assert_array_equal(one.tokens[0], full.tokens[b])
+    full = run_toy(method, alpha=0.3, temperature=1.0, gamma=3)
+    sub = run_toy(method, inputs=TOY_INPUTS[[4, 1]], example_ids=[4, 1], alpha=0.3,
+                  temperature=1.0, gamma=3)
+    np.testing.assert_array_equal(sub.tokens, full.tokens[np.array([4, 1])])
+    for field in ("n_tok", "n_ver", "n_dr", "accepted", "rejected"):
+        np.testing.assert_array_equal(getattr(sub.stats, field),
+                                      getattr(full.stats, field)[np.array([4, 1])])
 
 
 def test_alpha_sweep_compiles_once():
-    run("spec_opt", alpha=0.0, gamma=2, temperature=0.7)
+    run_toy("spec_opt", alpha=0.0, gamma=2, temperature=0.7)
     before = compiled_variants()
     for alpha in (-1.0, 0.5, 1.0, 2.0, 4.0):
-        run("spec_opt", alpha=alpha, gamma=2, temperature=0.7)
-    run("spec_opt", alpha=0.1, gamma=2, temperature=0.3, top_p=0.9)  # T and top-p traced too
+        run_toy("spec_opt", alpha=alpha, gamma=2, temperature=0.7)
+    run_toy("spec_opt", alpha=0.1, gamma=2, temperature=0.3, top_p=0.9)  # T, top-p traced too
     assert compiled_variants() == before
+    run_toy("spec_opt", alpha=0.1, gamma=2, max_decode_len=11)  # a new shape: a new program
+    assert compiled_variants() == before + 1
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_statistics_are_consistent(method):
     alpha = {"spec_diff": 0.1, "spec_token_v1": 0.1}.get(method, 0.4)
-    out = run(method, alpha=alpha, gamma=3, temperature=1.0)
+    out = run_toy(method, alpha=alpha, gamma=3, temperature=1.0)
     s = out.stats
     np.testing.assert_array_equal(s.n_tok, out.lengths)
     tokens = np.asarray(out.tokens)
@@ -141,13 +162,10 @@ def test_accepted_eos_ends_round_without_extra_token():
 
 def test_toy_rollback_through_the_loop():
     """A toy model whose logits read the previous cache slot: greedy SD == greedy verifier."""
-    model = testing.TableLM(vocab_size=8, real_vocab_size=6, num_positions=6)
-    dp, vp = model.init_params(jax.random.PRNGKey(3)), model.init_params(jax.random.PRNGKey(4))
-    inputs = np.array([[0, 1], [1, 1], [2, 1], [3, 1]], np.int32)
-    kw = dict(max_decode_len=10, rng=KEY, temperature=0.0)
-    ref = generate(model, dp, model, vp, inputs, method="verifier", **kw)
-    out = generate(model, dp, model, vp, inputs, method="spec_decode", gamma=3, **kw)
+    ref = run_toy("verifier", temperature=0.0)
+    out = run_toy("spec_decode", gamma=3, temperature=0.0)
     np.testing.assert_array_equal(out.tokens, ref.tokens)
+    assert int(out.stats.rejected.sum()) > 0
 
 
 @pytest.mark.parametrize(

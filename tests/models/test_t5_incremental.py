@@ -31,8 +31,8 @@ SCHEDULE = (
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(model, params, inputs, decoder_inputs):
-    return model.forward(params, inputs, decoder_inputs)
+def _forward_and_encode(model, params, inputs, decoder_inputs):
+    return model.forward(params, inputs, decoder_inputs), model.encode(params, inputs)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -55,14 +55,14 @@ def _data(vocab_size: int):
     return jnp.asarray(inputs), decoder_inputs
 
 
-@pytest.mark.parametrize("version", ["1.1", "1.0"])
-def test_extend_matches_teacher_forcing_with_rollbacks(version):
-    model = T5Model(tiny(version))
+def test_extend_matches_teacher_forcing_with_rollbacks():
+    # T5.1.1 only: the cache path is shared with v1.0, whose K=1 steps are checked against HF
+    # in test_t5_parity_hf.py (each extra config costs ~8 s of compilation).
+    model = T5Model(tiny("1.1"))
     params = model.init_params(jax.random.PRNGKey(0))
     inputs, decoder_inputs = _data(model.vocab_size)
-    expected = np.asarray(_forward(model, params, inputs, jnp.asarray(decoder_inputs)))
-
-    encoded = _encode(model, params, inputs)
+    expected, encoded = _forward_and_encode(model, params, inputs, jnp.asarray(decoder_inputs))
+    expected = np.asarray(expected)
     cache = model.init_cache(BATCH, MAX_LEN)
     rng = np.random.default_rng(2)
     position = np.zeros(BATCH, np.int32)

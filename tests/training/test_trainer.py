@@ -1,7 +1,8 @@
-"""Tests of the trainer and its batch sources, on a 1+1-layer T5 with a 32-id vocabulary.
+"""Tests of the trainer and its batch sources, on a 1+1-layer T5 with a 128-id vocabulary.
 
-Every `train` call here uses the same model and optimiser settings, so the jitted train step is
-compiled once for the whole module (the step is cached on its static arguments).
+Every `train` call here (the gin end-to-end test included) uses the same model, optimiser settings
+and batch shape, so the jitted train step is compiled once for the whole module (the step is
+cached on its static arguments). The vocabulary matches the 128-piece test SentencePiece model.
 """
 
 import json
@@ -20,9 +21,9 @@ from spec_cascade_jax.training import (
     train,
 )
 
-# Two padded ids (30, 31) exercise the vocabulary mask of the loss.
+# The loss's mask of padded vocabulary ids is checked in test_token_losses_hand_values.
 CONFIG = get_config(
-    "tiny", vocab_size=32, real_vocab_size=30, num_encoder_layers=1, num_decoder_layers=1
+    "tiny", vocab_size=128, real_vocab_size=128, num_encoder_layers=1, num_decoder_layers=1
 )
 TRAIN_KW = dict(learning_rate=1e-2, log_every=10, progress=False)
 
@@ -50,7 +51,7 @@ def test_loss_decreases_on_memorisable_data():
     result = train(CONFIG, _reversal_data(), num_steps=30, **TRAIN_KW)
     assert result.losses.shape == (30,)
     assert np.all(np.isfinite(result.losses))
-    # At init the loss is about log(30) = 3.4; 30 Adafactor steps at lr 1e-2 on 8 examples bring
+    # At init the loss is about log(128) = 4.9; 30 Adafactor steps at lr 1e-2 on 8 examples bring
     # it well below a third of that (about 0.4 when this test was written).
     assert result.losses[-5:].mean() < 0.3 * result.losses[0], result.losses
     assert result.metrics["accuracy"][-5:].mean() > 0.7
@@ -69,7 +70,7 @@ def test_first_step_loss_is_teacher_forced_cross_entropy():
     np.testing.assert_array_equal(shift_right(targets)[:, 1:], targets[:, :-1])
     logits = np.asarray(
         T5Model(CONFIG).forward(init.params, batch["inputs"], shift_right(targets)), np.float64
-    )[..., :30]  # only the 30 real ids enter the softmax
+    )
     log_z = np.log(np.exp(logits).sum(-1))
     nll = log_z - np.take_along_axis(logits, targets[..., None], -1)[..., 0]
     weights = targets != 0
@@ -139,8 +140,8 @@ def test_bad_optimizer_name_raises():
 
 
 def test_token_ids_beyond_vocab_raise():
-    batch = {"inputs": np.full((2, 4), 3, np.int32), "targets": np.full((2, 4), 32, np.int32)}
-    with pytest.raises(ValueError, match=r"batch\['targets'\] at step 0 .* outside \[0, 32\)"):
+    batch = {"inputs": np.full((2, 4), 3, np.int32), "targets": np.full((2, 4), 128, np.int32)}
+    with pytest.raises(ValueError, match=r"batch\['targets'\] at step 0 .* outside \[0, 128\)"):
         train(CONFIG, [batch], num_steps=1, **TRAIN_KW)
 
 
@@ -268,7 +269,8 @@ def test_missing_data_file_names_it(tmp_path, sp_model):
 
 
 def test_run_train_from_the_demo_gin_exports_a_loadable_model(tmp_path, sp_model):
-    """The gin entry point with the demo drafter's run file, shrunk to 3 steps of a tiny model."""
+    """The gin entry point with the demo drafter's run file, shrunk to 3 steps of CONFIG's model
+    with TRAIN_KW's optimiser (so the compiled step is shared with the other tests)."""
     import gin
 
     from spec_cascade_jax import main as cli
@@ -293,8 +295,17 @@ def test_run_train_from_the_demo_gin_exports_a_loadable_model(tmp_path, sp_model
                 f"run_train.train_file = '{data}'",
                 f"run_train.vocab_path = '{sp_model}'",
                 "NUM_STEPS = 3",
-                "BATCH_SIZE = 2",
-                "run_train.warmup_steps = 1",
+                "BATCH_SIZE = 4",
+                "run_train.input_length = 8",
+                "run_train.target_length = 8",
+                "run_train.drop_too_long = False",
+                "run_train.length_buckets = []",
+                "run_train.optimizer = 'adafactor'",
+                "LEARNING_RATE = 1e-2",
+                "run_train.warmup_steps = 0",
+                "run_train.schedule = 'constant'",
+                "run_train.weight_decay = 0.0",
+                "run_train.max_grad_norm = None",
                 "run_train.dropout_rate = 0.0",
                 "run_train.progress = False",
                 f"CHECKPOINT_DIR = '{tmp_path / 'ckpt'}'",
@@ -307,7 +318,35 @@ def test_run_train_from_the_demo_gin_exports_a_loadable_model(tmp_path, sp_model
     assert result.final_step == 3 and np.all(np.isfinite(result.losses))
     config, params = export.load_model(tmp_path / "export")
     # The 128-piece test vocabulary is already a multiple of 128, so nothing is padded.
-    assert (config.vocab_size, config.real_vocab_size, config.d_model) == (128, 128, 32)
+    assert config == CONFIG
     assert _max_abs_diff(params, result.params) == 0.0
     info = json.loads((tmp_path / "export" / "train_info.json").read_text(encoding="utf-8"))
-    assert info["num_steps"] == 3 and info["optimizer"]["name"] == "adamw"
+    assert info["num_steps"] == 3 and info["data"]["input_length"] == 8
+
+
+@pytest.mark.slow  # imports TensorFlow and builds a tf.data pipeline: about 20 s of CPU
+def test_seqio_batches_resume_where_they_left_off(tmp_path, sp_model):
+    from spec_cascade_jax.data import tasks
+    from spec_cascade_jax.training import seqio_batches
+
+    path = tmp_path / "train.jsonl"
+    lines = [
+        {"input": f"the cat sees {n} letters", "target": f"die Katze sieht {n} Briefe"}
+        for n in range(12)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    name = tasks.register_local_task(
+        "trainer_test_local", "wmt14_ende_v003", {"train": str(path)}, sp_model, extra_ids=0
+    )
+    data = seqio_batches(name, batch_size=5, input_length=16, target_length=12, seed=3)
+    stream = data.iterate_from(0)
+    first = [next(stream) for _ in range(6)]  # crosses the 12-example epoch boundary
+    resumed = data.iterate_from(4)
+    for step in (4, 5):
+        batch = next(resumed)
+        np.testing.assert_array_equal(batch["inputs"], first[step]["inputs"])
+        np.testing.assert_array_equal(batch["targets"], first[step]["targets"])
+    assert first[0]["inputs"].shape == (5, 16) and first[0]["targets"].shape == (5, 12)
+    assert np.all((first[0]["targets"] == 1).sum(1) == 1)  # one EOS per row
+    with pytest.raises(ValueError, match="no_such_task"):
+        seqio_batches("no_such_task", batch_size=2, input_length=8, target_length=8)
