@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     arg("--temperature", type=float, default=1.0, help="Sampling temperature (0 = greedy).")
     arg("--alpha", type=float, default=0.3, help="α of every α-method (valid for all).")
     arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
-    arg("--noise", type=float, default=0.3, help="Relative parameter noise (perturbed/embedded).")
+    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
     arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
     arg("--no_profile", dest="profile", action="store_false", help="Skip the component profile.")
     arg("--profile_steps", type=int, default=16, help="extend calls per profiled loop.")

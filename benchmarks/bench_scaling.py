@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     arg = parser.add_argument
     arg("--pair", default="perturbed", choices=common.PAIR_NAMES, help="Drafter/verifier pair.")
     arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
-    arg("--noise", type=float, default=0.3, help="Relative parameter noise (perturbed/embedded).")
+    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
     arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
     arg("--batches", type=common.int_list, default=[1, 4, 16, 32], help="Batch sweep.")
     arg("--gammas", type=common.int_list, default=[1, 3, 5, 8], help="γ sweep (spec_decode).")

@@ -31,16 +31,19 @@ _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 _BLOCK_SIZES = flags.DEFINE_list("block_sizes", ["1"], "Tokens per extend call (K).")
 _STEPS = flags.DEFINE_integer("steps", 32, "extend calls per timed loop.")
 _SOURCE_LEN = flags.DEFINE_integer("source_len", 64, "Encoder input length.")
+_MAX_LEN = flags.DEFINE_integer(
+    "max_len", 128, "Cache slots (raised to steps * K + 1 if smaller); attention reads them all."
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repetitions (median reported).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Where to write the JSON results.")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def _decode_loop(model, params, encoded, first_tokens, steps: int, block: int):
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _decode_loop(model, params, encoded, first_tokens, steps: int, block: int, max_len: int):
     """`steps` greedy extend calls of `block` tokens; returns the last tokens (to sync on)."""
     batch = first_tokens.shape[0]
-    cache = model.init_cache(batch, steps * block + 1)
+    cache = model.init_cache(batch, max_len)
 
     def body(i, carry):
         cache, tokens = carry
@@ -72,7 +75,10 @@ def _bench(config_name: str, batch: int, block: int) -> dict:
     )
     encoded = jax.block_until_ready(jax.jit(model.encode)(params, inputs))
     first = jnp.zeros((batch, block), jnp.int32)
-    run = functools.partial(_decode_loop, model, params, encoded, first, _STEPS.value, block)
+    max_len = max(_MAX_LEN.value, _STEPS.value * block + 1)
+    run = functools.partial(
+        _decode_loop, model, params, encoded, first, _STEPS.value, block, max_len
+    )
     start = time.perf_counter()
     jax.block_until_ready(run())
     compile_s = time.perf_counter() - start
@@ -92,6 +98,7 @@ def _bench(config_name: str, batch: int, block: int) -> dict:
         "block": block,
         "steps": _STEPS.value,
         "source_len": _SOURCE_LEN.value,
+        "max_len": max_len,
         "ms_per_call": ms_per_call,
         "ms_per_token_position": ms_per_call / block,
         "tokens_per_s": batch * block * _STEPS.value / seconds,

@@ -190,7 +190,7 @@ def make_pair(
     name: str,
     *,
     vocab_size: int | None = None,
-    noise: float = 0.3,
+    noise: float = 0.15,
     perturbed_config: str = "t5_1_1_small",
     seed: int = 0,
 ) -> Pair:

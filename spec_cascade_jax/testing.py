@@ -12,6 +12,7 @@ numpy for exact enumeration. Production code never imports this module.
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -231,16 +231,13 @@ def run_train(
         log_every: steps between log lines.
         progress: show a tqdm bar.
     """
-    cli_required = {
-        "model_preset": model_preset,
-        "input_length": input_length,
-        "target_length": target_length,
-        "batch_size": batch_size,
-        "num_steps": num_steps,
-    }
-    missing = [k for k, v in cli_required.items() if v is gin.REQUIRED]
+    # Gin passes a macro bound to %gin.REQUIRED through as the sentinel instead of failing.
+    missing = [name for name, value in locals().items() if value is gin.REQUIRED]
     if missing:
-        raise ValueError(f"run_train: set {', '.join(missing)} in the gin file or bindings")
+        raise ValueError(
+            f"run_train: required settings are missing: {', '.join(missing)}; bind them, or the "
+            "macros the run file binds them to (e.g. --gin.MODEL_DIR=\"'/tmp/run'\")"
+        )
     vocab_path = resolve_path(vocab_path)
     train_file = resolve_path(train_file)
     model_dir = resolve_path(model_dir)

@@ -6,7 +6,10 @@ import os
 import gin
 import pytest
 
-from spec_cascade_jax import main
+from spec_cascade_jax import (
+    main,
+    train,  # noqa: F401  (registers run_train for runs/train_*.gin)
+)
 from spec_cascade_jax.evaluation import runner, sweeps
 
 GIN_DIR = main.GIN_CONFIGS_DIR

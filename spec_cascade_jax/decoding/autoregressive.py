@@ -1,4 +1,4 @@
-"""One-model autoregressive sampling: the drafter-only and verifier-only baselines (SPEC §3, 1-2)."""
+"""One-model autoregressive sampling: drafter-only and verifier-only baselines (SPEC §3, 1-2)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ token is sampled from the verifier. The catch-up runs in chunks of `chunk` token
 at batch size 1 with frequent deferrals that is a single chunk per call.
 
 SeqCascade decodes the whole output with the drafter, scores it by the mean peak raw probability
-s(y) [choice], and hands the input to the verifier, which decodes from scratch, when s(y) < 1 - alpha.
+s(y) [choice], and hands the input to the verifier, which decodes from scratch, when s(y) < 1 -
+alpha.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from spec_cascade_jax.decoding import autoregressive
+from spec_cascade_jax.decoding import autoregressive, warps
 from spec_cascade_jax.decoding import state as st
-from spec_cascade_jax.decoding import warps
 from spec_cascade_jax.decoding.rules import PrefixRule
 
 
@@ -62,7 +62,7 @@ def token_cascade(
     )
 
     def catch_up(c: _Carry, defer):
-        """Verifier consumes inputs at positions vpos..n for deferring rows; returns p logits at n."""
+        """The verifier consumes positions vpos..n of deferring rows; returns p logits at n."""
 
         def cond(carry):
             vpos, _, _ = carry

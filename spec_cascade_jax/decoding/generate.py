@@ -207,5 +207,5 @@ def generate(
 
 
 def compiled_variants() -> int:
-    """Number of distinct compiled programs `generate` holds (for the one-compile-per-sweep test)."""
+    """Number of compiled programs `generate` holds (for the one-compile-per-sweep test)."""
     return _generate._cache_size()

@@ -8,9 +8,9 @@ Positions. The decoder input sequence of a row is `[PAD(=start), y_1, y_2, ...]`
 index `i` sits at position `i`. `extend(..., tokens[B, k], positions[B])` writes the k tokens of row
 `b` into cache slots `positions[b] .. positions[b] + k - 1` and returns, for each, the logits of the
 next token. Attention inside the call is causal, and a query at position `t` reads only cache slots
-`<= t`. Slots are *overwritten*, never accumulated, so rolling back rejected draft tokens is free: the
-caller just restarts the row at an earlier position, and the stale slots beyond it are never read
-before they are written again.
+`<= t`. Slots are *overwritten*, never accumulated, so rolling back rejected draft tokens is free:
+the caller just restarts the row at an earlier position, and the stale slots beyond it are never
+read before they are written again.
 
 Dimension names: B batch, S source length, L decode length, K tokens per extend call, V vocab.
 """

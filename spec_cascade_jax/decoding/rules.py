@@ -1,9 +1,9 @@
 """Target rules: pure maps (q, p) -> (pi, eta) of SPEC.md §3.
 
 In this module `q` is the drafter's and `p` the verifier's next-token distribution. Every function
-receives both the *raw* distributions (`q_raw`, `p_raw`: temperature 1, untruncated) and the *warped*
-ones (`q_w`, `p_w`: temperature, top-k, top-p). Deferral criteria read raw distributions (OPT's
-total-variation term reads warped ones); the target mixes warped ones. All arrays are float32
+receives both the *raw* distributions (`q_raw`, `p_raw`: temperature 1, untruncated) and the
+*warped* ones (`q_w`, `p_w`: temperature, top-k, top-p). Deferral criteria read raw distributions
+(OPT's total-variation term reads warped ones); the target mixes warped ones. All arrays are float32
 `[..., V]`; the rule returns `pi` `[..., V]` and the verifier weight `eta` `[...]`.
 
 `alpha` is the paper's α (the reference notebook's "lenience"). It is a traced scalar, passed
@@ -49,7 +49,8 @@ class TargetRule(abc.ABC):
             left = "[" if lo_inc else "("
             right = "]" if hi_inc else ")"
             raise ValueError(
-                f"alpha={alpha!r} is outside the range {left}{lo}, {hi}{right} of rule {self.name!r}"
+                f"alpha={alpha!r} is outside the range {left}{lo}, {hi}{right} "
+                f"of rule {self.name!r}"
             )
 
 
@@ -118,7 +119,10 @@ class Chow(PrefixRule):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Diff(PrefixRule):
-    """Keep iff max q_raw >= max p_raw - alpha (paper Eq. 5). alpha in [-1, 1]: -1 lossless, 1 drafter."""
+    """Keep iff max q_raw >= max p_raw - alpha (paper Eq. 5).
+
+    alpha in [-1, 1]: -1 lossless, 1 drafter.
+    """
 
     alpha_range: ClassVar = (-1.0, 1.0, True, True)
     name: ClassVar[str] = "diff"
@@ -144,7 +148,10 @@ class Opt(PrefixRule):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BiLDStar(PrefixRule):
-    """BiLD*: keep iff D_TV(q_raw, p_raw) <= alpha [choice: raw TV]. alpha in [0, 1]: 0 lossless, 1 drafter."""
+    """BiLD*: keep iff D_TV(q_raw, p_raw) <= alpha [choice: raw TV].
+
+    alpha in [0, 1]: 0 lossless, 1 drafter.
+    """
 
     alpha_range: ClassVar = (0.0, 1.0, True, True)
     name: ClassVar[str] = "bild_star"
@@ -155,7 +162,10 @@ class BiLDStar(PrefixRule):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenV1(TokenRule):
-    """Keep v iff q_raw(v) >= max p_raw - alpha (paper Eq. 13). alpha in [-1, 1]: -1 lossless, 1 drafter."""
+    """Keep v iff q_raw(v) >= max p_raw - alpha (paper Eq. 13).
+
+    alpha in [-1, 1]: -1 lossless, 1 drafter.
+    """
 
     alpha_range: ClassVar = (-1.0, 1.0, True, True)
     name: ClassVar[str] = "token_v1"
@@ -166,7 +176,10 @@ class TokenV1(TokenRule):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenV2(TokenRule):
-    """Keep v iff p_raw(v) >= max p_raw - alpha (paper Eq. 14). alpha < 0 lossless (0 is not), 1 drafter."""
+    """Keep v iff p_raw(v) >= max p_raw - alpha (paper Eq. 14).
+
+    alpha in [-1, 1]: any alpha < 0 is lossless (0 is not), 1 drafter.
+    """
 
     alpha_range: ClassVar = (-1.0, 1.0, True, True)
     name: ClassVar[str] = "token_v2"
@@ -177,7 +190,10 @@ class TokenV2(TokenRule):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenV3(TokenRule):
-    """Keep v iff p_raw(v) >= (1 - alpha) max p_raw (paper Eq. 15). alpha < 0 lossless (0 is not), 1 drafter."""
+    """Keep v iff p_raw(v) >= (1 - alpha) max p_raw (paper Eq. 15).
+
+    alpha in [-1, 1]: any alpha < 0 is lossless (0 is not), 1 drafter.
+    """
 
     alpha_range: ClassVar = (-1.0, 1.0, True, True)
     name: ClassVar[str] = "token_v3"

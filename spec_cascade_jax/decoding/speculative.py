@@ -200,8 +200,6 @@ def decode(
         v_cache=verifier.init_cache(batch, cache_len),
         stats=stats.replace(n_enc_drafter=ones, n_enc_verifier=ones),
     )
-    final = jax.lax.while_loop(
-        lambda c: jnp.any(~c.done) & (c.round < L), round_body, init
-    )
+    final = jax.lax.while_loop(lambda c: jnp.any(~c.done) & (c.round < L), round_body, init)
     tokens = st.finalize_tokens(final.out, final.n, L)
     return st.DecodeOutput(tokens=tokens, lengths=final.n, stats=final.stats)

@@ -31,7 +31,7 @@ def dists(prefix):
     return Q_TABLE[t, prev], P_TABLE[t, prev]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def target(rule, alpha, prefix):
     q, p = dists(prefix)
     with jax.enable_x64(True):

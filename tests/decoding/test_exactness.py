@@ -44,7 +44,7 @@ ALPHAS = {
 PREFIXES = [()] + [(a,) for a in range(8)] + [(a, b) for a in range(8) for b in range(8)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all_dists(temperature, top_k):
     """(q_raw, q_w, p_raw, p_w) for every prefix shorter than MAX_LEN, computed in one batch."""
     out = []

@@ -20,8 +20,16 @@ from spec_cascade_jax.models.t5 import config as t5_config
 from spec_cascade_jax.models.t5.network import T5Model
 
 VERIFIER = T5Model(t5_config.tiny(vocab_size=64, real_vocab_size=60))
-DRAFTER = T5Model(t5_config.tiny(vocab_size=64, real_vocab_size=60, d_model=16, d_ff=32,
-                                 num_decoder_layers=1, num_encoder_layers=1))
+DRAFTER = T5Model(
+    t5_config.tiny(
+        vocab_size=64,
+        real_vocab_size=60,
+        d_model=16,
+        d_ff=32,
+        num_decoder_layers=1,
+        num_encoder_layers=1,
+    )
+)
 V_PARAMS = VERIFIER.init_params(jax.random.PRNGKey(1))
 D_PARAMS = DRAFTER.init_params(jax.random.PRNGKey(2))
 # Rows of different lengths (0 = padding), each ending in EOS.
@@ -59,8 +67,14 @@ def test_greedy_verifier_matches_argmax_of_teacher_forcing():
 
 @pytest.mark.parametrize("gamma", [2, 4])
 def test_drafter_equal_to_verifier_accepts_everything(gamma):
-    out = run("spec_decode", drafter=VERIFIER, d_params=V_PARAMS, gamma=gamma,
-              max_decode_len=3 * (gamma + 1), temperature=1.0)
+    out = run(
+        "spec_decode",
+        drafter=VERIFIER,
+        d_params=V_PARAMS,
+        gamma=gamma,
+        max_decode_len=3 * (gamma + 1),
+        temperature=1.0,
+    )
     s = summarize_stats(out.stats.as_dict())
     assert s["acceptance_rate"] == 1.0
     tokens = np.asarray(out.tokens)
@@ -83,21 +97,34 @@ def run_toy(method, inputs=TOY_INPUTS, **kw):
 
 def test_t5_row_output_does_not_depend_on_batch():
     full = run("spec_token_v3", alpha=0.3, temperature=1.0, gamma=3)
-    one = generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS[2:3], method="spec_token_v3",
-                   alpha=0.3, temperature=1.0, gamma=3, max_decode_len=12, rng=KEY,
-                   example_ids=[2])
+    one = generate(
+        DRAFTER,
+        D_PARAMS,
+        VERIFIER,
+        V_PARAMS,
+        INPUTS[2:3],
+        method="spec_token_v3",
+        alpha=0.3,
+        temperature=1.0,
+        gamma=3,
+        max_decode_len=12,
+        rng=KEY,
+        example_ids=[2],
+    )
     np.testing.assert_array_equal(one.tokens[0], full.tokens[2])
 
 
 @pytest.mark.parametrize("method", ["spec_opt", "token_cascade", "seq_cascade", "drafter"])
 def test_row_output_does_not_depend_on_batch(method):
     full = run_toy(method, alpha=0.3, temperature=1.0, gamma=3)
-    sub = run_toy(method, inputs=TOY_INPUTS[[4, 1]], example_ids=[4, 1], alpha=0.3,
-                  temperature=1.0, gamma=3)
+    sub = run_toy(
+        method, inputs=TOY_INPUTS[[4, 1]], example_ids=[4, 1], alpha=0.3, temperature=1.0, gamma=3
+    )
     np.testing.assert_array_equal(sub.tokens, full.tokens[np.array([4, 1])])
     for field in ("n_tok", "n_ver", "n_dr", "accepted", "rejected"):
-        np.testing.assert_array_equal(getattr(sub.stats, field),
-                                      getattr(full.stats, field)[np.array([4, 1])])
+        np.testing.assert_array_equal(
+            getattr(sub.stats, field), getattr(full.stats, field)[np.array([4, 1])]
+        )
 
 
 def test_alpha_sweep_compiles_once():
@@ -184,23 +211,40 @@ def test_toy_rollback_through_the_loop():
 )
 def test_bad_input_is_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS, max_decode_len=8, rng=KEY,
-                 **kwargs)
+        generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS, max_decode_len=8, rng=KEY, **kwargs)
 
 
 def test_vocab_mismatch_is_named():
     other = T5Model(t5_config.tiny(vocab_size=32))
     with pytest.raises(ValueError, match="vocab_size 32"):
-        generate(other, None, VERIFIER, V_PARAMS, INPUTS, method="spec_decode",
-                 max_decode_len=8, rng=KEY)
+        generate(
+            other, None, VERIFIER, V_PARAMS, INPUTS, method="spec_decode", max_decode_len=8, rng=KEY
+        )
 
 
 def test_truncate_inputs_keeps_eos_last():
-    out = generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS, INPUTS, method="verifier",
-                   max_decode_len=4, rng=KEY, max_input_len=4, truncate_inputs=True,
-                   temperature=0.0)
-    ref = generate(DRAFTER, D_PARAMS, VERIFIER, V_PARAMS,
-                   np.array([[5, 9, 13, 1], [8, 3, 1, 0], [40, 41, 42, 1], [17, 1, 0, 0]],
-                            np.int32),
-                   method="verifier", max_decode_len=4, rng=KEY, temperature=0.0)
+    out = generate(
+        DRAFTER,
+        D_PARAMS,
+        VERIFIER,
+        V_PARAMS,
+        INPUTS,
+        method="verifier",
+        max_decode_len=4,
+        rng=KEY,
+        max_input_len=4,
+        truncate_inputs=True,
+        temperature=0.0,
+    )
+    ref = generate(
+        DRAFTER,
+        D_PARAMS,
+        VERIFIER,
+        V_PARAMS,
+        np.array([[5, 9, 13, 1], [8, 3, 1, 0], [40, 41, 42, 1], [17, 1, 0, 0]], np.int32),
+        method="verifier",
+        max_decode_len=4,
+        rng=KEY,
+        temperature=0.0,
+    )
     np.testing.assert_array_equal(out.tokens, ref.tokens)

@@ -16,24 +16,36 @@ TOL = 1e-6  # float32 round-off on numbers of order 1
 
 def target(rule, alpha, q_w=Q, p_w=P, temperature=1.0):
     pi, eta = rule.target(
-        jnp.asarray(Q), jnp.asarray(P), jnp.asarray(q_w), jnp.asarray(p_w),
-        jnp.float32(alpha), jnp.float32(temperature),
+        jnp.asarray(Q),
+        jnp.asarray(P),
+        jnp.asarray(q_w),
+        jnp.asarray(p_w),
+        jnp.float32(alpha),
+        jnp.float32(temperature),
     )
     return np.asarray(pi), float(eta)
 
 
 # rule, alpha, eta, pi, P(accept d=0), residual, P(reject)
 WORKED = [
-    (rules.Chow(), 0.4, 1.0, P, 0.40, (0, .5, .5, 0), 0.30),
+    (rules.Chow(), 0.4, 1.0, P, 0.40, (0, 0.5, 0.5, 0), 0.30),
     (rules.Chow(), 0.6, 0.0, Q, 1.0, None, 0.0),
-    (rules.Diff(), -0.1, 1.0, P, 0.40, (0, .5, .5, 0), 0.30),
+    (rules.Diff(), -0.1, 1.0, P, 0.40, (0, 0.5, 0.5, 0), 0.30),
     (rules.Opt(), -0.1, 0.0, Q, 1.0, None, 0.0),
-    (rules.BiLDStar(), 0.2, 1.0, P, 0.40, (0, .5, .5, 0), 0.30),
-    (rules.TokenV1(), 0.1, 0.5, (.60, .225, .15, .025), 1.0, (1, 0, 0, 0), 0.10),
-    (rules.TokenV2(), 0.2, 0.55, (.11, .5475, .315, .0275), 0.22, (0, .6, .4, 0), 0.4125),
-    (rules.TokenV3(), 0.4, 0.55, (.11, .5475, .315, .0275), 0.22, (0, .6, .4, 0), 0.4125),
-    (rules.Lossy(), 0.5, None, (.40, .35, .20, .05), 0.80, (0, .5, .5, 0), 0.10),
-    (rules.Lossy(beta="normalized"), 0.5, None, (.40, .33, .22, .05), 0.80, (0, .3, .7, 0), 0.10),
+    (rules.BiLDStar(), 0.2, 1.0, P, 0.40, (0, 0.5, 0.5, 0), 0.30),
+    (rules.TokenV1(), 0.1, 0.5, (0.60, 0.225, 0.15, 0.025), 1.0, (1, 0, 0, 0), 0.10),
+    (rules.TokenV2(), 0.2, 0.55, (0.11, 0.5475, 0.315, 0.0275), 0.22, (0, 0.6, 0.4, 0), 0.4125),
+    (rules.TokenV3(), 0.4, 0.55, (0.11, 0.5475, 0.315, 0.0275), 0.22, (0, 0.6, 0.4, 0), 0.4125),
+    (rules.Lossy(), 0.5, None, (0.40, 0.35, 0.20, 0.05), 0.80, (0, 0.5, 0.5, 0), 0.10),
+    (
+        rules.Lossy(beta="normalized"),
+        0.5,
+        None,
+        (0.40, 0.33, 0.22, 0.05),
+        0.80,
+        (0, 0.3, 0.7, 0),
+        0.10,
+    ),
 ]
 
 
@@ -81,11 +93,11 @@ def test_temperature_vector():
     np.testing.assert_allclose(pi, p_w, atol=TOL)
     assert abs(pi[0] / q_w[0] - 0.174328) < 1e-6
     resid = np.asarray(correction_distribution(jnp.asarray(pi), jnp.asarray(q_w)))
-    np.testing.assert_allclose(resid, (0, .632863, .366052, .001085), atol=1e-6)
+    np.testing.assert_allclose(resid, (0, 0.632863, 0.366052, 0.001085), atol=1e-6)
     # Token-v3 (0.4): keep set from raw p, mixture from warped.
     pi, eta = target(rules.TokenV3(), 0.4, q_w, p_w, 0.5)
     assert abs(eta - 0.691781) < 1e-6
-    np.testing.assert_allclose(pi, (.082601, .664741, .247495, .005163), atol=1e-6)
+    np.testing.assert_allclose(pi, (0.082601, 0.664741, 0.247495, 0.005163), atol=1e-6)
     assert abs(pi[0] / q_w[0] - 0.120597) < 1e-6
     resid = np.asarray(correction_distribution(jnp.asarray(pi), jnp.asarray(q_w)))
     np.testing.assert_allclose(resid, (0, 9 / 13, 4 / 13, 0), atol=1e-6)
@@ -123,8 +135,15 @@ def test_endpoints():
 
 @pytest.mark.parametrize(
     "method,alpha",
-    [("lossy", 1.0), ("lossy", -0.1), ("spec_chow", 1.5), ("spec_diff", -1.2),
-     ("bild_star", -0.01), ("spec_token_v3", 2.0), ("spec_opt", float("nan"))],
+    [
+        ("lossy", 1.0),
+        ("lossy", -0.1),
+        ("spec_chow", 1.5),
+        ("spec_diff", -1.2),
+        ("bild_star", -0.01),
+        ("spec_token_v3", 2.0),
+        ("spec_opt", float("nan")),
+    ],
 )
 def test_alpha_out_of_range_is_named(method, alpha):
     with pytest.raises(ValueError, match="alpha"):

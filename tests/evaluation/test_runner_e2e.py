@@ -171,7 +171,7 @@ def test_eval_job_end_to_end(task_file, sp_model, tmp_path):
         assert r["num_examples"] == 4 and r["stats"]["num_examples"] == 4
         assert all(field in r["choices"] for field in CHOICE_FIELDS)
         assert r["choices"]["lengths"] == {"max_input_len": 64, "max_decode_len": MAX_DECODE_LEN}
-        assert r["fingerprint"]["task"] == main.gin.query_parameter("%TASK")
+        assert r["fingerprint"]["task"] == gin.query_parameter("%TASK")
         assert r["environment"]["jax_version"] and r["environment"]["backend"] == "cpu"
         stats = r["stats"]
         assert 4 <= stats["n_tok"] <= 4 * MAX_DECODE_LEN
@@ -414,3 +414,49 @@ def test_every_method_runs_through_the_job(sp_model, tmp_path):
     report = (out / "report.md").read_text()
     for name in ("SeqCascade [Chow]", "BiLD*", "SpecCascade [OPT]", "SpecCascade [Token-v2]"):
         assert name in report
+
+
+# ----------------------------------------------------------------------------------------------
+# Model loading.
+
+
+def test_load_model_reads_a_training_export(tmp_path):
+    import jax
+
+    from spec_cascade_jax.models.t5 import T5Model, get_config
+    from spec_cascade_jax.training import export
+
+    config = get_config("tiny", vocab_size=40, num_decoder_layers=1)
+    params = T5Model(config).init_params(jax.random.PRNGKey(3))
+    export.export_model(tmp_path / "drafter", config, params)
+    spec = runner.model_spec(
+        preset="tiny",  # Ignored: the shape comes from config.json.
+        checkpoint_path=str(tmp_path / "drafter"),
+        config_from_checkpoint=True,
+    )
+    model, loaded, desc = runner.load_model(spec, "drafter", vocabulary_size=40)
+    assert model.config == config
+    assert desc["checkpoint_kind"] == "auto" and desc["config"]["num_decoder_layers"] == 1
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # Exact round trip.
+
+
+def test_load_model_missing_checkpoint(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    spec = runner.model_spec(preset="tiny", vocab_size="vocabulary", checkpoint_path=missing)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        runner.load_model(spec, "verifier", vocabulary_size=40)
+    fallback = runner.model_spec(
+        preset="tiny", vocab_size="vocabulary", checkpoint_path=missing, missing_ok=True
+    )
+    model, _, desc = runner.load_model(fallback, "verifier", vocabulary_size=40)
+    assert desc["checkpoint_kind"] == "random (checkpoint missing)"
+    assert model.config.vocab_size == model.config.real_vocab_size == 40
+    with pytest.raises(ValueError, match="VERIFIER_CHECKPOINT"):
+        runner.load_model(runner.model_spec(preset="t5_1_1_small"), "verifier")
+    with pytest.raises(ValueError, match="unknown model preset 't5_huge'"):
+        runner.load_model(runner.model_spec(preset="t5_huge", checkpoint_kind="random"), "drafter")
+    with pytest.raises(ValueError, match="real_vocab_size 40 but the vocabulary has 50"):
+        runner.load_model(
+            runner.model_spec(preset="tiny", vocab_size=40, checkpoint_kind="random"), "drafter", 50
+        )
