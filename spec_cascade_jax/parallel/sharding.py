@@ -125,9 +125,7 @@ def named_sharding(
     return NamedSharding(mesh, _fit_spec(logical_to_mesh_axes(names, rules), shape, mesh))
 
 
-def param_shardings(
-    params: Params, mesh: Mesh, rules: LogicalAxisRules = DEFAULT_RULES
-) -> Params:
+def param_shardings(params: Params, mesh: Mesh, rules: LogicalAxisRules = DEFAULT_RULES) -> Params:
     """`NamedSharding`s for a T5 parameter tree (arrays or `ShapeDtypeStruct`s), by logical axes.
 
     Dimensions the mesh axis does not divide are replicated (logged once per call).

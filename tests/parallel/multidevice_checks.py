@@ -13,6 +13,7 @@ The assertions live in the test module; this script only computes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -179,6 +180,10 @@ def run_train(meshes: list[str], num_steps: int = 3) -> dict:
     return out
 
 
+def _zeros_like(shapes):
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+
 def run_layout() -> dict:
     """Shardings and per-device bytes of T5.1.1-small (abstract) and of a reduced-vocab copy."""
     small = T5Model(t5_config.t5_1_1_small())
@@ -203,10 +208,7 @@ def run_layout() -> dict:
         mesh = parallel.make_mesh(*parse_mesh(text))
         shapes = reduced.param_shapes()
         shardings = parallel.param_shardings(shapes, mesh)
-        zeros = jax.jit(
-            lambda s=shapes: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), s),
-            out_shardings=shardings,
-        )()
+        zeros = jax.jit(functools.partial(_zeros_like, shapes), out_shardings=shardings)()
         out["real"][text] = {
             "bytes": parallel.per_device_bytes(zeros),
             "abstract_bytes": parallel.per_device_bytes(

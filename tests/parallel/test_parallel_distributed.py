@@ -31,11 +31,14 @@ def test_nothing_configured_means_single_process():
     assert not jax.distributed.is_initialized()
 
 
+def _triple(s: dict) -> tuple:
+    return s["coordinator_address"], s["num_processes"], s["process_id"]
+
+
 def test_settings_from_env_and_arguments_override_env():
-    s = distributed.resolve_settings(env=FULL_ENV)
-    assert (s["coordinator_address"], s["num_processes"], s["process_id"]) == ("10.0.0.2:8476", 4, 3)
+    assert _triple(distributed.resolve_settings(env=FULL_ENV)) == ("10.0.0.2:8476", 4, 3)
     s = distributed.resolve_settings("127.0.0.1:1234", 2, 0, env=FULL_ENV)
-    assert (s["coordinator_address"], s["num_processes"], s["process_id"]) == ("127.0.0.1:1234", 2, 0)
+    assert _triple(s) == ("127.0.0.1:1234", 2, 0)
     s = distributed.resolve_settings(env={"SPEC_CASCADE_MULTIHOST": "1"})
     assert s["multihost"] and s["coordinator_address"] is None  # JAX detects the rest
 
@@ -48,7 +51,7 @@ def test_settings_from_parsed_flags():
         s = distributed.resolve_settings(env=FULL_ENV)
     finally:
         flags.FLAGS.unparse_flags()
-    assert (s["coordinator_address"], s["num_processes"], s["process_id"]) == ("h:1", 2, 1)
+    assert _triple(s) == ("h:1", 2, 1)
 
 
 @pytest.mark.parametrize(

@@ -152,13 +152,13 @@ def test_t5_1_1_small_params_split_over_model_axis(results, mesh, model):
     # 6 heads: the relative-position table splits over model = 2, not over 4 or 8.
     relpos = _spec(layout, mesh, "['decoder']['relpos_bias']['rel_embedding']")
     assert relpos[0] == ("model" if model in (1, 2) else None)
-    # Per-device bytes: every device holds total / model, up to the replicated norms and
-    # relative-position tables (< 0.1% of T5.1.1-small).
+    # Per-device bytes: every device holds total / model, plus (model - 1) / model of the
+    # replicated part: 42 norm scales of 512 and two 6 x 32 tables, < 0.03% of T5.1.1-small.
     per_device = layout["abstract"][mesh]["bytes"]
     total = layout["abstract"][mesh]["total"]
     assert len(per_device) == 8 and len(set(per_device.values())) == 1
     ratio = next(iter(per_device.values())) * model / total
-    assert 1.0 <= ratio < 1.001, ratio
+    assert 1.0 <= ratio <= 1.0 + 3e-4 * (model - 1), ratio
 
 
 def test_real_sharded_arrays_hold_the_computed_bytes(results):
@@ -180,7 +180,8 @@ def test_caches_and_cross_attention_split_over_heads(results):
         assert c["key_shard_shape"][0] == c["key_shape"][0] // 2  # batch over data = 2
     # With model rules the heads axis (size 4) is the one split 4 ways.
     c = cache["model"]
-    split_dims = [i for i, (a, b) in enumerate(zip(c["key_shape"], c["key_shard_shape"])) if a != b]
+    pairs = zip(c["key_shape"], c["key_shard_shape"], strict=True)
+    split_dims = [i for i, (a, b) in enumerate(pairs) if a != b]
     assert len(split_dims) == 2 and c["key_shape"][split_dims[1]] == 4
 
 
@@ -195,7 +196,8 @@ def test_two_processes_decode_like_one(tmp_path):
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(TWO_PROCESS), f"--process_id={i}", f"--port={port}", f"--out={out}"],
+            [sys.executable, str(TWO_PROCESS), f"--process_id={i}", f"--port={port}"]
+            + [f"--out={out}"],
             env=_env(4),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -38,9 +38,9 @@ def main() -> None:
     print(f"process {args.process_id}: initialized", flush=True)
 
     import jax
+    import multidevice_checks as checks
     import numpy as np
 
-    import multidevice_checks as checks
     from spec_cascade_jax import parallel
     from spec_cascade_jax.decoding import generate
 

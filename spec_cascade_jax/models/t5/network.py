@@ -65,6 +65,16 @@ def _mask_to_bias(mask: Array) -> Array:
     return jnp.where(mask, 0.0, MASK_VALUE).astype(jnp.float32)
 
 
+def _write_slots(cache: Array, new: Array, slots: Array) -> Array:
+    """`cache[b, :, slots[b, j]] = new[b, :, j]` for `cache [B, H, M, D]`, `new [B, H, Q, D]`.
+
+    An overwrite (scatter-set), so stale values never leak in; slots `>= M` are dropped.
+    """
+    rows = jnp.arange(cache.shape[0])[:, None]
+    # The advanced indices (rows, slots) broadcast to [B, Q] and go first: the view is [B, Q, H, D].
+    return cache.at[rows, :, slots].set(jnp.swapaxes(new, 1, 2).astype(cache.dtype), mode="drop")
+
+
 class EncoderLayer(nn.Module):
     """Pre-norm self-attention block then pre-norm MLP block, both residual."""
 
@@ -145,18 +155,7 @@ class DecoderLayer(nn.Module):
         q = self.self_attention.project_q(h)
         k, v = self.self_attention.project_kv(h)
         if cache is not None:
-            # cache[b, :, slots[b, j]] = new[b, :, j]; the indexed view is [B, Q, H, D].
-            rows = jnp.arange(x.shape[0])[:, None]
-            k = (
-                cache[0]
-                .at[rows, :, slots]
-                .set(jnp.swapaxes(k, 1, 2).astype(cache[0].dtype), mode="drop")
-            )
-            v = (
-                cache[1]
-                .at[rows, :, slots]
-                .set(jnp.swapaxes(v, 1, 2).astype(cache[1].dtype), mode="drop")
-            )
+            k, v = _write_slots(cache[0], k, slots), _write_slots(cache[1], v, slots)
         h = self.self_attention.attend(q, k, v, self_bias, deterministic)
         x = x + self.dropout(h, deterministic=deterministic)
         h = self.pre_cross_attention_layer_norm(x)
@@ -317,7 +316,11 @@ def _check_tokens(name: str, x: Array, ndim: int = 2) -> None:
 class T5Model:
     """T5 as a `DecodeModel` (see `spec_cascade_jax.decoding.interface`). Hashable; jit-static.
 
-    None of the methods is jitted: callers wrap the top-level function they run.
+    None of the methods is jitted: callers wrap the top-level function they run, passing the model
+    as a static argument. `params` may be float32 or bfloat16 (e.g. bf16 weights for inference);
+    every kernel is cast to `config.dtype` at use, norms and softmax run in float32, and logits are
+    returned in float32. `encode` -> `T5Encoded`, `init_cache` -> `T5Cache` (layout in the module
+    docstring); both are pytrees with static shapes.
     """
 
     config: T5Config
