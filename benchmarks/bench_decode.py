@@ -191,6 +191,9 @@ def _profile(pair: common.Pair, inputs: np.ndarray, sd_row: dict | None, cfg: di
         steps=steps,
         trials=trials,
     )
+    v_cfg = pair.verifier.config
+    logits_1 = common.matmul_time(batch, v_cfg.d_model, v_cfg.vocab_size, trials=trials)
+    logits_k = common.matmul_time(batch * (g + 1), v_cfg.d_model, v_cfg.vocab_size, trials=trials)
     enc_d = common.encoder_time(pair.drafter, pair.drafter_params, inputs, trials=trials)
     enc_v = common.encoder_time(pair.verifier, pair.verifier_params, inputs, trials=trials)
     result: dict[str, Any] = {
@@ -200,6 +203,8 @@ def _profile(pair: common.Pair, inputs: np.ndarray, sd_row: dict | None, cfg: di
         "verifier_block_s": v_block.mean_s,
         "block_cost_ratio": v_block.mean_s / v_step.mean_s,
         "math_per_round_s": math.mean_s,
+        "logits_matmul_1_s": logits_1.mean_s,
+        "logits_matmul_block_s": logits_k.mean_s,
         "enc_drafter_s": enc_d.mean_s,
         "enc_verifier_s": enc_v.mean_s,
     }
@@ -292,12 +297,16 @@ def _pair_markdown(name: str, desc: str, res: dict, cfg: dict) -> str:
 
 def _profile_markdown(prof: dict, cfg: dict) -> str:
     g = cfg["gamma"]
+    mm_ratio = prof["logits_matmul_block_s"] / prof["logits_matmul_1_s"]
     head = (
         f"Components at B={prof['batch']}: drafter step {1e3 * prof['drafter_step_s']:.2f} ms, "
         f"verifier step {1e3 * prof['verifier_step_s']:.2f} ms, verifier block of {g + 1} "
         f"{1e3 * prof['verifier_block_s']:.2f} ms (= {prof['block_cost_ratio']:.2f} steps), "
         f"acceptance math {1e3 * prof['math_per_round_s']:.2f} ms/round, encoders "
-        f"{1e3 * prof['enc_drafter_s']:.1f} / {1e3 * prof['enc_verifier_s']:.1f} ms."
+        f"{1e3 * prof['enc_drafter_s']:.1f} / {1e3 * prof['enc_verifier_s']:.1f} ms. "
+        f"Verifier logits projection alone: {1e3 * prof['logits_matmul_1_s']:.2f} ms for "
+        f"{prof['batch']} row(s), {1e3 * prof['logits_matmul_block_s']:.2f} ms for "
+        f"{prof['batch'] * (g + 1)} (= {mm_ratio:.2f}×)."
     )
     if "parts_s" not in prof:
         return head

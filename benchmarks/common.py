@@ -198,8 +198,9 @@ def make_pair(
 
     Pairs:
       tiny: drafter tiny(d_model 16, 1+1 layers), verifier `tiny` (d_model 32, 2+2 layers).
-      small_large: independent random T5.1.1-small drafter and T5.1.1-large verifier; they
-        almost never agree (acceptance ~ 0): the worst case, and the source of c.
+      small_large: independent random T5.1.1-small drafter and T5.1.1-large verifier, the real
+        cost ratio c. Random T5s predict near-uniform distributions, so at T = 1 they still
+        overlap (acceptance ~ 0.5); greedily they almost never agree.
       perturbed: verifier `perturbed_config`, drafter = verifier params + noise (c ~ 1).
       small_large_embedded: random T5.1.1-small drafter; verifier = the drafter embedded in a
         T5.1.1-large shape (`embed_params`) plus noise: realistic acceptance at the real c.
@@ -453,6 +454,24 @@ def math_time(
         lambda: _math_loop(rule, steps, q_logits, p_logits, drafts, keys, alpha_t, temp_t),
         trials=trials,
     )
+    return per_unit(timing, steps)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _matmul_loop(x, w, steps: int):
+    def body(i, acc):
+        return acc + jnp.sum(jnp.dot(x + i.astype(x.dtype), w)[:, :1])
+
+    return jax.lax.fori_loop(0, steps, body, jnp.float32(0))
+
+
+def matmul_time(rows: int, d_in: int, d_out: int, *, steps: int = 8, trials: int = 3) -> Timing:
+    """Seconds per `[rows, d_in] @ [d_in, d_out]` float32 product (e.g. the logits projection of
+    a K-token extend), to show how the CPU kernels scale with the number of rows."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((rows, d_in), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((d_in, d_out), dtype=np.float32))
+    timing, _ = time_call(lambda: _matmul_loop(x, w, steps), trials=trials)
     return per_unit(timing, steps)
 
 
