@@ -93,10 +93,7 @@ def _run_method(pair: common.Pair, method: str, inputs: jax.Array, cfg: dict) ->
 
     def call():
         return generate(
-            pair.drafter,
-            pair.drafter_params,
-            pair.verifier,
-            pair.verifier_params,
+            *common.models_for(pair, method),
             inputs,
             method=method,
             alpha=cfg["alpha"] if method not in ("drafter", "verifier", "spec_decode") else 0.0,

@@ -24,8 +24,8 @@ mean ± std, torch threads = `--torch_threads`.
     JAX_PLATFORMS=cpu python benchmarks/bench_vs_hf.py --out_dir=/tmp/bench
     JAX_PLATFORMS=cpu python benchmarks/bench_vs_hf.py --tiny --out_dir=/tmp/bench_tiny
 
-Smoke mode (`--tiny`): tiny shapes, greedy only, AR at batch 2, SD with γ 3 at batch 1 and 2,
-8 → 8 tokens, 2 trials.
+Smoke mode (`--tiny`): tiny shapes, greedy only, batch 1, SD with γ 3, 8 → 8 tokens, 2 trials,
+1 torch thread.
 """
 
 from __future__ import annotations
@@ -91,17 +91,21 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
         if mode not in ("greedy", "sampling"):
             raise ValueError(f"unknown mode {mode!r}; expected greedy or sampling")
     if cfg.pop("tiny"):
+        # Batch 1 and γ 3 everywhere, so that the few programs are shared between the parts
+        # (and with `bench_decode --tiny` in the same process); torch on one thread, which a
+        # loaded machine does not slow down as much as two spinning OpenMP threads.
         cfg.update(
             models=["tiny"],
-            batch_sizes=[2],
+            batch_sizes=[1],
             modes=["greedy"],
             input_len=8,
             new_tokens=8,
             sd_drafter="tiny",
             sd_verifier="tiny",
             sd_gammas=[3],
-            sd_batch_sizes=[2],
+            sd_batch_sizes=[1],
             trials=2,
+            torch_threads=1,
         )
     return cfg
 
@@ -313,10 +317,7 @@ def part_speculative(cfg: dict) -> dict:
 
     def ours(method: str, gamma: int, x=ids):
         return lambda: generate(
-            pair.drafter,
-            pair.drafter_params,
-            pair.verifier,
-            pair.verifier_params,
+            *common.models_for(pair, method),
             x,
             method=method,
             gamma=gamma,

@@ -271,6 +271,14 @@ def embedded_pair(
     )
 
 
+def models_for(pair: Pair, method: str) -> tuple[Any, Params, Any, Params]:
+    """`(drafter, drafter_params, verifier, verifier_params)` for `generate`, with the unused
+    model of a one-model baseline set to None (its program then does not depend on it)."""
+    drafter = (None, None) if method == "verifier" else (pair.drafter, pair.drafter_params)
+    verifier = (None, None) if method == "drafter" else (pair.verifier, pair.verifier_params)
+    return (*drafter, *verifier)
+
+
 def random_inputs(batch: int, length: int, real_vocab_size: int, seed: int = 0) -> np.ndarray:
     """`[batch, length]` int32 ids in `[3, real_vocab_size)`, ending with EOS, no padding."""
     if batch < 1 or length < 1:

@@ -26,11 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import gin
+import jax
 import numpy as np
 from absl import logging
 
 from spec_cascade_jax.evaluation import latency as latency_lib
 from spec_cascade_jax.evaluation import runner, sweeps
+
+_TEXT_FIELDS = ("inputs_pretokenized", "targets_pretokenized")
 
 
 def read_text_inputs(
@@ -84,7 +87,8 @@ def run_decode(
     verifier_checkpoint: str | None = None,
     batch_size: int = 16,
     progress: bool = True,
-) -> dict[str, Any]:
+    mesh: Any = None,
+) -> dict[str, Any] | None:
     """Decodes with one (method, α); see the module docstring. Returns the stats dict.
 
     Args:
@@ -99,6 +103,10 @@ def run_decode(
       max_input_len, max_decode_len: None takes the task's lengths.
       drafter_checkpoint, verifier_checkpoint: replace the specs' checkpoint paths when set.
       batch_size: rows per decode call. progress: tqdm bar.
+      mesh: a `parallel` ("data", "model") mesh (gin: `run_decode.mesh = @build_mesh()`): decode
+        with `parallel.sharded_generate` (same tokens). With several processes each decodes its
+        own shard of the inputs (`index % processes`), process 0 gathers them (sorted by index)
+        and alone writes; the others return None.
     """
     runner.check_required(
         run_decode,
@@ -134,6 +142,9 @@ def run_decode(
     vocab_path = runner.resolve_path(vocab_path)
     vocab_lib.check_vocab_file(vocab_path)
     vocabulary = vocab_lib.get_vocabulary(vocab_path, extra_ids)
+    multiprocess = jax.process_count() > 1
+    if multiprocess:
+        from spec_cascade_jax.parallel import distributed
 
     if input_file is not None:
         examples = read_text_inputs(
@@ -142,6 +153,10 @@ def run_decode(
             task_spec.prefix if add_prefix else "",
             max_input_len,
         )
+        if multiprocess:  # The same split as the data layer's shard_info: index % processes.
+            examples = [
+                ex for ex in examples if ex["index"] % jax.process_count() == jax.process_index()
+            ]
     else:
         examples = tasks_lib.get_eval_dataset(
             task,
@@ -153,6 +168,7 @@ def run_decode(
             data_file=runner.resolve_path(data_file),
             max_input_len=max_input_len,
             max_target_len=max_decode_len,
+            **({"shard_info": distributed.shard_info()} if multiprocess else {}),
         )
     drafter_model, drafter_params, drafter_desc = runner.load_model(
         drafter, "drafter", vocabulary.vocab_size
@@ -168,9 +184,22 @@ def run_decode(
         max_input_len=max_input_len,
         max_decode_len=max_decode_len,
     )
+    if mesh is not None:
+        setup = runner.shard_setup(setup, mesh)
     outputs, row_stats = runner.decode_examples(
         setup, examples, method, alpha, sampling, batch_size=batch_size, progress=progress
     )
+    if multiprocess:  # Process 0 gathers every process's rows, sorted by index, and writes.
+        texts = distributed.gather_objects_to_host0(
+            [
+                {"index": int(ex["index"]), **{k: ex[k] for k in _TEXT_FIELDS if k in ex}}
+                for ex in examples
+            ]
+        )
+        outputs, row_stats = runner.gather_rows(examples, outputs, row_stats)
+        if texts is None:
+            return None
+        examples = sorted(texts, key=lambda ex: ex["index"])
     predictions = [runner.detokenize(vocabulary, ids) for ids in outputs]
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "outputs.jsonl"), "w", encoding="utf-8") as f:

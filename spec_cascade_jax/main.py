@@ -14,6 +14,11 @@ strings need inner quotes). Gin files are looked up as given, then under `--gin_
 The job is whatever `execute.job` names in the run file: `@run_eval` (the evaluation sweep,
 `evaluation/runner.py`) or `@run_decode` (`decode_job.py`). This file is deliberately thin:
 everything worth testing is importable without going through argv.
+
+Multi-process runs: `--coordinator_address=host:port --num_processes=N --process_id=I` (or
+`--multihost` on a Cloud TPU slice) start `jax.distributed` before anything else; add
+`--gin.run_eval.mesh=@build_mesh()` (or `run_decode.mesh`) to decode over the global device mesh.
+Without these flags the run is a plain single process.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import gin
 from absl import app, flags, logging
 
 # Imported for their gin configurables, so every binding resolves.
-from spec_cascade_jax import decode_job  # noqa: F401
+from spec_cascade_jax import decode_job, parallel  # noqa: F401
 from spec_cascade_jax.evaluation import runner, sweeps  # noqa: F401
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +154,11 @@ def _configure(
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Before gin or anything else touches a JAX device; a no-op without the multi-process flags.
+    try:
+        parallel.distributed.maybe_initialize()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     gin_files = _GIN_FILE.value or [DEFAULT_GIN_FILE]
     try:
         configure(gin_files, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)

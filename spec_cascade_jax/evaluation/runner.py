@@ -37,8 +37,10 @@ bundled demo data).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -304,14 +306,40 @@ class DecodeSetup:
     verifier_params: Any
     max_input_len: int
     max_decode_len: int
+    mesh: Any = None  # a `parallel` ("data", "model") mesh: decode with `sharded_generate`.
+
+
+def shard_setup(setup: DecodeSetup, mesh) -> DecodeSetup:
+    """`setup` decoding over `mesh`: the verifier split by `parallel.DEFAULT_RULES`, the drafter
+    replicated (as `sharded_generate` places them), once rather than on every call."""
+    from spec_cascade_jax import parallel
+
+    return dataclasses.replace(
+        setup,
+        mesh=mesh,
+        drafter_params=parallel.shard_params(
+            setup.drafter_params, mesh, parallel.data_parallel_rules()
+        ),
+        verifier_params=parallel.shard_params(setup.verifier_params, mesh),
+    )
 
 
 def generate_fn(setup: DecodeSetup, method: str, alpha: float, sampling: sweeps.SamplingConfig):
-    """`(inputs [B, S], example_ids [B], rng) -> DecodeOutput` for one point."""
+    """`(inputs [B, S], example_ids [B], rng) -> DecodeOutput` for one point.
+
+    With `setup.mesh` the call is `parallel.sharded_generate` (the same tokens, as host arrays;
+    with several processes every process calls it, each with its own rows).
+    """
     from spec_cascade_jax import decoding
 
+    decode = decoding.generate
+    if setup.mesh is not None:
+        from spec_cascade_jax import parallel
+
+        decode = functools.partial(parallel.sharded_generate, setup.mesh)
+
     def run(inputs, example_ids, rng):
-        return decoding.generate(
+        return decode(
             setup.drafter,
             setup.drafter_params,
             setup.verifier,
@@ -347,18 +375,32 @@ def decode_examples(
 
     Batches are padded to `batch_size` rows (copies of the batch's first row, dropped) and to
     `max_input_len` columns, so each method compiles once. Row seeds come from `example["index"]`.
+    With a mesh and several processes (each passing its own examples) every process makes as many
+    calls as the one with the most batches, with dummy rows once its own run out.
     """
     run = generate_fn(setup, method, 0.0 if alpha is None else alpha, sampling)
     rng = jax.random.PRNGKey(sampling.seed)
     outputs: list[np.ndarray] = []
     parts: list[dict[str, np.ndarray]] = []
-    starts = range(0, len(examples), batch_size)
+    num_batches = -(-len(examples) // batch_size)
+    if setup.mesh is not None and jax.process_count() > 1:
+        from spec_cascade_jax.parallel import distributed
+
+        num_batches = max(int(distributed.allgather_ints([num_batches]).max()), 1)
+    starts = range(0, num_batches * batch_size, batch_size)
     for start in tqdm(starts, desc=f"{method} α={alpha}", disable=not progress, leave=False):
         batch = list(examples[start : start + batch_size])
         real = len(batch)
-        batch += [batch[0]] * (batch_size - real)
-        inputs = pad_rows([ex["inputs"] for ex in batch], setup.max_input_len)
-        ids = np.asarray([ex["index"] for ex in batch], np.int32)
+        if batch:
+            batch += [batch[0]] * (batch_size - real)
+            inputs = pad_rows([ex["inputs"] for ex in batch], setup.max_input_len)
+            ids = np.asarray([ex["index"] for ex in batch], np.int32)
+        else:  # This process's shard ran out: keep in step with the others (rows dropped).
+            from spec_cascade_jax.data.vocab import EOS_ID
+
+            inputs = np.zeros((batch_size, setup.max_input_len), np.int32)
+            inputs[:, 0] = EOS_ID
+            ids = np.zeros((batch_size,), np.int32)
         out = jax.device_get(run(inputs, ids, rng))
         tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
         outputs += [tokens[i, : lengths[i]] for i in range(real)]
@@ -481,6 +523,7 @@ def run_eval(
     make_plot: bool = True,
     write_outputs: bool = False,
     title: str | None = None,
+    mesh: Any = None,
     examples: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Runs the evaluation job (module docstring) and returns paths and headline numbers.
@@ -509,7 +552,17 @@ def run_eval(
       progress: tqdm bars. resume: skip points already in results.jsonl (False: start over,
         keeping the old file as results.jsonl.bak).
       make_plot: write the PNGs. write_outputs: write every point's predictions as JSONL.
-      title: report title. examples: pre-loaded examples (tests; bypasses the data loader).
+      title: report title.
+      mesh: a `parallel` ("data", "model") mesh (gin: `run_eval.mesh = @build_mesh()`): decode
+        with `parallel.sharded_generate` (batch split over `data`, verifier over `model`; the
+        same tokens as without a mesh). None: plain `decoding.generate` on the default device.
+        With several processes (`main --coordinator_address=...`) each reads its own shard of
+        the split, results are gathered to process 0 (sorted by example index) and only process 0
+        writes results.jsonl, the report and the plots; the other processes return only their
+        `records` (latency of their own rows, no quality). With several processes and a mesh the
+        encoder-only timing (hence c and per_token_s) is skipped and `input_buckets` is ignored.
+      examples: pre-loaded examples (tests; bypasses the data loader); with several processes,
+        this process's share.
     """
     # 1. Validate everything cheap first.
     check_required(
@@ -554,9 +607,18 @@ def run_eval(
     data_file = resolve_path(data_file)
     tfds_data_dir = resolve_path(tfds_data_dir)
     vocab_lib.check_vocab_file(vocab_path)
+    multiprocess = jax.process_count() > 1
+    writer = True
+    if multiprocess:
+        from spec_cascade_jax.parallel import distributed
+
+        writer = distributed.is_writer()
+        if mesh is not None and input_buckets:
+            logging.warning("several processes with a mesh: input_buckets ignored (lockstep)")
+            input_buckets = None
     os.makedirs(output_dir, exist_ok=True)
     results_path = os.path.join(output_dir, RESULTS_FILENAME)
-    if not resume and os.path.exists(results_path):
+    if writer and not resume and os.path.exists(results_path):
         os.replace(results_path, results_path + ".bak")
         logging.warning("resume=False: moved the old results to %s.bak", results_path)
 
@@ -573,9 +635,13 @@ def run_eval(
             data_file=data_file,
             max_input_len=max_input_len,
             max_target_len=max_decode_len,
+            **({"shard_info": distributed.shard_info()} if multiprocess else {}),
         )
     examples = list(examples)
-    if not examples:
+    total_examples = len(examples)
+    if multiprocess:
+        total_examples = int(distributed.allgather_ints([len(examples)]).sum())
+    if not total_examples:
         raise ValueError(f"task {task!r} split {split!r} gave no examples")
     drafter_model, drafter_params, drafter_desc = load_model(
         drafter, "drafter", vocabulary.vocab_size
@@ -591,14 +657,27 @@ def run_eval(
         max_input_len=max_input_len,
         max_decode_len=max_decode_len,
     )
+    if mesh is not None:
+        setup = shard_setup(setup, mesh)
     environment = latency_lib.environment_info(dtype=verifier.dtype)
-    reference_texts = [ex["targets_pretokenized"] for ex in examples]
+    # What the report needs of every example: process 0's view of all processes' examples.
+    report_examples: Sequence[Mapping[str, Any]] | None = examples
+    if multiprocess:
+        report_examples = _gather_example_texts(examples)
+    reference_texts = (
+        None if report_examples is None else [ex["targets_pretokenized"] for ex in report_examples]
+    )
     timed = _latency_sample(len(examples), latency_examples, latency_seed)
+    if multiprocess and mesh is not None:
+        # Timing calls are collective: every process times as many units as the smallest shard.
+        num_units = -(-len(timed) // latency_batch_size)
+        num_units = int(distributed.allgather_ints([num_units]).min())
+        timed = timed[: num_units * latency_batch_size]
 
     fingerprint = {
         "task": task,
         "split": split,
-        "num_examples": len(examples),
+        "num_examples": total_examples,
         "data": data_file or tfds_data_dir or "tfds default",
         "vocab_path": vocab_path,
         "drafter": drafter_desc,
@@ -687,29 +766,35 @@ def run_eval(
             batch_size=batch_size,
             progress=progress,
         )
-        predictions = [detokenize(vocabulary, ids) for ids in outputs]
-        scores = score(task_spec, reference_texts, predictions)
-        result: dict[str, Any] = {
-            "quality": scores[task_spec.primary_metric],
-            "metric": task_spec.primary_metric,
-            "metric_scores": scores,
-            "num_examples": len(examples),
-            "stats": decoding.summarize_stats(row_stats, point.method),
-            "samples": [
-                {
-                    "index": examples[i]["index"],
-                    "input": examples[i]["inputs_pretokenized"],
-                    "prediction": predictions[i],
-                    "reference": reference_texts[i],
-                }
-                for i in range(min(NUM_SAMPLES, len(examples)))
-            ],
-            "environment": environment,
-            "latency": None,
-            "l_rel": None,
-        }
-        if write_outputs:
-            _write_outputs(outputs_dir, point, examples, predictions, outputs)
+        timed_lengths = [len(outputs[i]) for i in timed]
+        if multiprocess:
+            outputs, row_stats = gather_rows(examples, outputs, row_stats)
+        if writer:
+            predictions = [detokenize(vocabulary, ids) for ids in outputs]
+            scores = score(task_spec, reference_texts, predictions)
+            result: dict[str, Any] = {
+                "quality": scores[task_spec.primary_metric],
+                "metric": task_spec.primary_metric,
+                "metric_scores": scores,
+                "num_examples": len(report_examples),
+                "stats": decoding.summarize_stats(row_stats, point.method),
+                "samples": [
+                    {
+                        "index": report_examples[i]["index"],
+                        "input": report_examples[i]["inputs_pretokenized"],
+                        "prediction": predictions[i],
+                        "reference": reference_texts[i],
+                    }
+                    for i in range(min(NUM_SAMPLES, len(report_examples)))
+                ],
+                "environment": environment,
+                "latency": None,
+                "l_rel": None,
+            }
+            if write_outputs:
+                _write_outputs(outputs_dir, point, report_examples, predictions, outputs)
+        else:  # Quality lives on process 0; this process only times its own rows.
+            result = {"quality": None, "environment": environment, "latency": None, "l_rel": None}
         if units and not point.tag:
             alpha = 0.0 if point.alpha is None else point.alpha
             run_fn = generate_fn(setup, point.method, alpha, point.sampling)
@@ -719,7 +804,7 @@ def run_eval(
             if verifier_lat is None and refs.get("verifier", {}).get("latency"):
                 verifier_lat = refs["verifier"]["latency"]["mean_s"]
             result["l_rel"] = lat.mean_s / verifier_lat if verifier_lat else None
-            if point.method in ("drafter", "verifier"):
+            if point.method in ("drafter", "verifier") and not (multiprocess and mesh is not None):
                 model, params = (
                     (drafter_model, drafter_params)
                     if point.method == "drafter"
@@ -727,7 +812,7 @@ def run_eval(
                 )
                 enc = time_encoder(model, params)
                 result["encoder_latency"] = enc.to_dict()
-                mean_tok = float(np.mean([len(outputs[i]) for i in timed]))
+                mean_tok = float(np.mean(timed_lengths))
                 result["per_token_s"] = max(lat.mean_s - enc.mean_s, 0.0) / max(mean_tok, 1.0)
         result["cost_model"] = _cost_model(
             {"method": point.method, **result}, refs, point.sampling.gamma
@@ -760,17 +845,30 @@ def run_eval(
         if p.key() not in ref_keys and p.method not in ("drafter", "verifier")
     ]
     common = dict(fingerprint=fingerprint, choices=choices, progress=progress)
+    done: set[str] = set()
+    scratch = results_path
+    if multiprocess:
+        # Every process must decode the same points (the decodes are collective): the others
+        # skip what process 0 has stored and keep their records in a private scratch file.
+        stored = sweeps.load_records(results_path) if writer else []
+        done = set(_broadcast_from_writer([r["key"] for r in stored if "key" in r]))
+        if not writer:
+            scratch = os.path.join(tempfile.mkdtemp(prefix="run_eval_"), RESULTS_FILENAME)
+
+    def run_points(points: list[sweeps.SweepPoint], description: str) -> list[dict[str, Any]]:
+        if not writer:
+            points = [p for p in points if p.key() not in done]
+        return sweeps.run_sweep(points, evaluate, scratch, description=description, **common)
+
     ref_records = []
     for point in ref_points + seed_points:  # One at a time: later ones read earlier ones.
-        (record,) = sweeps.run_sweep(
-            [point], evaluate, results_path, description=point.method, **common
-        )
-        ref_records.append(record)
-        if not record.get("tag"):
-            refs.setdefault(record["method"], record)
-    records = ref_records + sweeps.run_sweep(
-        sweep_points, evaluate, results_path, description="sweep", **common
-    )
+        for record in run_points([point], point.method):
+            ref_records.append(record)
+            if not record.get("tag"):
+                refs.setdefault(record["method"], record)
+    records = ref_records + run_points(sweep_points, "sweep")
+    if not writer:
+        return {"paths": {}, "q_ver": None, "table2": [], "records": records}
 
     # 4. Report.
     title = title or f"{task} / {split}: {drafter.preset} → {verifier.preset}"
@@ -790,6 +888,67 @@ def run_eval(
         "table2": [dataclasses.asdict(r) for r in summary.rows],
         "records": records,
     }
+
+
+def _gather_example_texts(examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """Every process's examples' index and texts on process 0, sorted by index; else None."""
+    from spec_cascade_jax.parallel import distributed
+
+    rows = distributed.gather_objects_to_host0(
+        [
+            [int(ex["index"]), ex["inputs_pretokenized"], ex["targets_pretokenized"]]
+            for ex in examples
+        ]
+    )
+    if rows is None:
+        return None
+    return [
+        {"index": i, "inputs_pretokenized": x, "targets_pretokenized": y}
+        for i, x, y in sorted(rows, key=lambda row: row[0])
+    ]
+
+
+def gather_rows(
+    examples: Sequence[Mapping[str, Any]],
+    outputs: Sequence[np.ndarray],
+    row_stats: Mapping[str, np.ndarray],
+) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray] | None]:
+    """Every process's output ids and per-row stats on process 0, sorted by example index.
+
+    Returns (None, None) on the other processes. Every process must call it (collective).
+    """
+    from spec_cascade_jax.parallel import distributed
+
+    rows = distributed.gather_objects_to_host0(
+        [
+            [int(ex["index"]), [int(t) for t in ids]]
+            for ex, ids in zip(examples, outputs, strict=True)
+        ]
+    )
+    stats = distributed.gather_to_host0({k: np.asarray(v) for k, v in row_stats.items()})
+    if rows is None:
+        return None, None
+    order = np.argsort([row[0] for row in rows], kind="stable")
+    return (
+        [np.asarray(rows[i][1], np.int32) for i in order],
+        {k: np.asarray(v)[order] for k, v in stats.items()},
+    )
+
+
+def _broadcast_from_writer(value: Any) -> Any:
+    """Process 0's JSON-able `value` on every process (the others pass anything)."""
+    from jax.experimental import multihost_utils
+
+    from spec_cascade_jax.parallel import distributed
+
+    payload = np.zeros(0, np.uint8)
+    if distributed.is_writer():
+        payload = np.frombuffer(json.dumps(value).encode("utf-8"), np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(payload.size)))
+    buffer = np.zeros(size, np.uint8)
+    buffer[: payload.size] = payload
+    data = np.asarray(multihost_utils.broadcast_one_to_all(buffer), np.uint8)
+    return json.loads(data.tobytes().decode("utf-8"))
 
 
 def _write_outputs(directory, point, examples, predictions, outputs) -> None:
