@@ -22,8 +22,8 @@ apart and the compiled object inspected; the α-sweep proof calls `generate` its
     JAX_PLATFORMS=cpu python benchmarks/bench_scaling.py --out_dir=/tmp/bench
     JAX_PLATFORMS=cpu python benchmarks/bench_scaling.py --tiny --out_dir=/tmp/bench_tiny
 
-Smoke mode (`--tiny`): tiny pair, the base point (B 1, γ 3, 8 → 8) for verifier and spec_decode,
-compile time of verifier-only, a 2-value α sweep of spec_token_v3, 2 trials.
+Smoke mode (`--tiny`): tiny pair, spec_decode at the base point (B 1, γ 3, 8 → 8), a 2-value α
+sweep of spec_token_v3, 2 trials.
 """
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
         help="Base point: batch, γ, input length, output length.",
     )
     arg(
+        "--sweep_methods",
+        type=common.str_list,
+        default=["verifier", "spec_decode"],
+        help="Methods of the four sweeps (γ only for spec_decode).",
+    )
+    arg(
         "--compile_methods",
         type=common.str_list,
         default=list(METHODS),
@@ -76,7 +82,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     cfg = vars(parser.parse_args(argv))
     if len(cfg["base"]) != 4:
         raise ValueError(f"--base needs 4 values (batch, γ, input, output), got {cfg['base']}")
-    for m in cfg["compile_methods"] + cfg["alpha_methods"]:
+    for m in cfg["sweep_methods"] + cfg["compile_methods"] + cfg["alpha_methods"]:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}; expected one of {', '.join(METHODS)}")
     if cfg.pop("tiny"):
@@ -87,7 +93,8 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
             input_lens=[],
             output_lens=[],
             base=[1, 3, 8, 8],
-            compile_methods=["verifier"],
+            sweep_methods=["spec_decode"],
+            compile_methods=["spec_decode"],
             alpha_methods=["spec_token_v3"],
             alphas=[0.1, 0.5],
             trials=2,
@@ -265,14 +272,14 @@ def run(cfg: dict) -> tuple[dict, str]:
     )
     b0, g0, i0, o0 = cfg["base"]
     points: list[tuple[str, str, int, int, int, int]] = []
-    for method in ("verifier", "spec_decode"):
+    for method in cfg["sweep_methods"]:
         for b in cfg["batches"]:
             points.append(("batch", method, b, g0, i0, o0))
         for i in cfg["input_lens"]:
             points.append(("input_len", method, b0, g0, i, o0))
         for o in cfg["output_lens"]:
             points.append(("output_len", method, b0, g0, i0, o))
-    for g in cfg["gammas"]:
+    for g in cfg["gammas"] if "spec_decode" in cfg["sweep_methods"] else ():
         points.append(("gamma", "spec_decode", b0, g, i0, o0))
     measured: dict[tuple, dict] = {}  # each distinct program once; sweeps share the base point
     sweep_rows = []
