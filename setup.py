@@ -33,6 +33,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8.0",
+            "pytest-xdist>=3.5",
             "torch==2.13.0",
             "transformers==5.24.0",
             "ruff>=0.6",

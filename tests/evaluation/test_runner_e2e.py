@@ -155,7 +155,7 @@ def _check_report_matches_jsonl(out_dir):
     [
         "tasks/wmt14_ende.gin",  # Pays the compilations (~30-70 s on 2 busy cores).
         "tasks/xsum.gin",  # Reuses them (~10 s after the WMT case); covers the ROUGE path.
-        pytest.param("tasks/cnn_dailymail.gin", marks=pytest.mark.slow),
+        "tasks/cnn_dailymail.gin",
     ],
 )
 def test_eval_job_end_to_end(task_file, sp_model, tmp_path):

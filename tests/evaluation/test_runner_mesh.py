@@ -59,6 +59,7 @@ def _jsonl(path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow  # ~80 s; tests/parallel covers the sharded decode itself in the fast suite
 def test_single_device_mesh_matches_unsharded_run(sp_model, tmp_path, monkeypatch):
     assert jax.device_count() == 1, "this test pins the (1, 1) mesh of one CPU device"
     calls = []
