@@ -26,6 +26,7 @@ Smoke mode (`--tiny`): tiny pair, verifier/drafter/spec_decode only, batch 1, γ
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import common
@@ -370,8 +371,9 @@ def main(argv: list[str] | None = None) -> tuple[str, str]:
     common.setup_logging()
     cfg = parse_args(argv)
     out_dir, machine = cfg.pop("out_dir"), cfg.pop("machine")
+    load_at_start = os.getloadavg()
     results, markdown = run(cfg)
-    env = common.environment("float32", machine)
+    env = common.environment("float32", machine, load_at_start)
     return common.write_report(out_dir, "bench_decode", env, results, markdown)
 
 

@@ -29,6 +29,7 @@ sweep of spec_token_v3, 2 trials.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -354,8 +355,9 @@ def main(argv: list[str] | None = None) -> tuple[str, str]:
     common.setup_logging()
     cfg = parse_args(argv)
     out_dir, machine = cfg.pop("out_dir"), cfg.pop("machine")
+    load_at_start = os.getloadavg()
     results, markdown = run(cfg)
-    env = common.environment("float32", machine)
+    env = common.environment("float32", machine, load_at_start)
     return common.write_report(out_dir, "bench_scaling", env, results, markdown)
 
 

@@ -557,8 +557,9 @@ def main(argv: list[str] | None = None) -> tuple[str, str]:
     common.setup_logging()
     cfg = parse_args(argv)
     out_dir, machine = cfg.pop("out_dir"), cfg.pop("machine")
+    load_at_start = os.getloadavg()
     results, markdown = run(cfg)
-    env = common.environment("float32", machine)
+    env = common.environment("float32", machine, load_at_start)
     env.update(
         torch_version=torch.__version__,
         transformers_version=transformers.__version__,

@@ -519,12 +519,21 @@ def _status_kb(field: str) -> int:
 # Reports.
 
 
-def environment(dtype: str = "float32", machine: str = DEFAULT_MACHINE) -> dict[str, Any]:
-    """What the numbers were measured on: device, JAX version, dtype, date, load, machine."""
+def environment(
+    dtype: str = "float32",
+    machine: str = DEFAULT_MACHINE,
+    load_at_start: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """What the numbers were measured on: device, JAX version, dtype, date, load, machine.
+
+    `load_average` is read now (the end of a run); pass the one read at the start as
+    `load_at_start`.
+    """
     info = environment_info(dtype)
     info.update(
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         load_average=[round(x, 2) for x in os.getloadavg()],
+        load_average_start=None if load_at_start is None else [round(x, 2) for x in load_at_start],
         machine_label=machine,
         platform=platform.platform(),
     )
@@ -533,8 +542,10 @@ def environment(dtype: str = "float32", machine: str = DEFAULT_MACHINE) -> dict[
 
 def environment_line(env: Mapping[str, Any]) -> str:
     """One Markdown line summarising `environment`."""
-    load = env.get("load_average")
-    load_s = " / ".join(f"{x:.2f}" for x in load) if load else "?"
+    fmt_load = lambda load: " / ".join(f"{x:.2f}" for x in load) if load else "?"
+    load_s = fmt_load(env.get("load_average"))
+    if env.get("load_average_start"):
+        load_s = f"{fmt_load(env['load_average_start'])} at start, {load_s} at end"
     parts = [
         f"date {env.get('date', '?')}",
         f"machine {env.get('machine_label', '?')}",
