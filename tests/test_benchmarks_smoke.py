@@ -56,6 +56,7 @@ def _all_numbers_finite(obj) -> bool:
     return True
 
 
+@pytest.mark.slow  # 50-80 s of compiles; the benchmark scripts themselves are not CI
 def test_bench_decode_tiny(tmp_path):
     results, markdown = _run("bench_decode", tmp_path)
     assert _all_numbers_finite(results)
@@ -98,6 +99,7 @@ def test_bench_vs_hf_tiny(tmp_path):
     assert "HF assisted" in markdown
 
 
+@pytest.mark.slow  # 50-80 s of compiles; the benchmark scripts themselves are not CI
 def test_bench_scaling_tiny(tmp_path):
     results, markdown = _run("bench_scaling", tmp_path)
     assert _all_numbers_finite(results)

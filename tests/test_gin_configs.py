@@ -121,7 +121,11 @@ def test_demo_is_the_default_and_resolves_from_any_directory(tmp_path, monkeypat
         runner.PACKAGE_DIR, "demo_data", "ende", "spm.model"
     )
     assert bindings["data_file"] == "pkg://demo_data/ende/validation.jsonl"
-    assert bindings["drafter"].missing_ok and bindings["verifier"].missing_ok
+    # The trained pair is bundled: a missing export must fail, not fall back to random weights.
+    assert not bindings["drafter"].missing_ok and not bindings["verifier"].missing_ok
+    for role in ("drafter", "verifier"):
+        path = runner.resolve_path(bindings[role].checkpoint_path)
+        assert os.path.exists(os.path.join(path, "config.json")), path
     assert bindings["output_dir"] == "outputs/demo"
 
 
