@@ -369,7 +369,7 @@ def rate(timing: Timing, amount: float) -> tuple[float, float]:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _extend_loop(model, params, encoded, first_tokens, steps: int, block: int, cache_len: int):
+def extend_loop(model, params, encoded, first_tokens, steps: int, block: int, cache_len: int):
     """`steps` greedy `extend` calls of `block` tokens each over a cache of `cache_len` slots.
 
     The position advances by `block` per call and wraps before the cache end; the cost of a call
@@ -407,7 +407,7 @@ def extend_loop_time(
     encoded = jax.block_until_ready(_encode(model, params, jnp.asarray(inputs)))
     first = jnp.zeros((inputs.shape[0], block), jnp.int32)
     timing, _ = time_call(
-        lambda: _extend_loop(model, params, encoded, first, steps, block, cache_len),
+        lambda: extend_loop(model, params, encoded, first, steps, block, cache_len),
         trials=trials,
     )
     return per_unit(timing, steps)

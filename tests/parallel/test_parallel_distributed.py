@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 from absl import flags
+from absl.testing import flagsaver
 
 from spec_cascade_jax.parallel import distributed
 
@@ -44,13 +45,15 @@ def test_settings_from_env_and_arguments_override_env():
 
 
 def test_settings_from_parsed_flags():
-    if flags.FLAGS.is_parsed():
-        pytest.skip("absl flags already parsed by another test")
-    flags.FLAGS(["prog", "--coordinator_address=h:1", "--num_processes=2", "--process_id=1"])
+    was_parsed = flags.FLAGS.is_parsed()
+    if not was_parsed:
+        flags.FLAGS(["prog"])
     try:
-        s = distributed.resolve_settings(env=FULL_ENV)
+        with flagsaver.flagsaver(coordinator_address="h:1", num_processes=2, process_id=1):
+            s = distributed.resolve_settings(env=FULL_ENV)
     finally:
-        flags.FLAGS.unparse_flags()
+        if not was_parsed:
+            flags.FLAGS.unparse_flags()
     assert _triple(s) == ("h:1", 2, 1)
 
 
