@@ -10,7 +10,9 @@ token by token (random weights make near-ties, so float rounding may flip a few 
 is reported, not asserted).
 
 Part 2, speculative decoding at batch 1, greedy: our `spec_decode` vs HF assisted generation
-(`assistant_model=`, constant `num_assistant_tokens` = γ, plus HF's own default schedule), with the
+(`assistant_model=`, constant `num_assistant_tokens` = γ and `assistant_confidence_threshold` = 0,
+i.e. exactly γ drafts per round like ours; plus a row with HF's defaults: 20 drafts, stopped early
+when the assistant's top probability falls below 0.4), with the
 same drafter/verifier weights (`common.embedded_pair`: a random small drafter embedded in the
 verifier's shape plus noise, which gives a realistic acceptance rate). Each side's speed-up is over
 its own autoregressive verifier. Lossless greedy decoding must reproduce the autoregressive output:
@@ -351,6 +353,9 @@ def part_speculative(cfg: dict) -> dict:
         )
         hf_d.generation_config.num_assistant_tokens = gamma
         hf_d.generation_config.num_assistant_tokens_schedule = "constant"
+        # HF's default threshold 0.4 ends a draft once the assistant's top probability drops
+        # below it, which with near-uniform random models means one draft token per round.
+        hf_d.generation_config.assistant_confidence_threshold = 0.0
         t_hf_sd, hf_sd_out = common.time_host_call(
             lambda: hf_generate(hf_v, inputs, n_new, greedy=True, **hf_kw),  # noqa: B023
             trials=cfg["trials"],
@@ -377,6 +382,7 @@ def part_speculative(cfg: dict) -> dict:
     # HF's own defaults for the assistant (whatever this transformers version resolves to).
     hf_d.generation_config.num_assistant_tokens = None
     hf_d.generation_config.num_assistant_tokens_schedule = None
+    hf_d.generation_config.assistant_confidence_threshold = None
     default_kw = dict(
         assistant_model=hf_d, decoder_attention_mask=torch.ones(1, 1, dtype=torch.long)
     )

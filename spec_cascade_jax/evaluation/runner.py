@@ -32,12 +32,17 @@ Record fields (besides the point's `method`, `alpha`, `sampling`, `tag`, and the
 
 Paths starting with `pkg://` are resolved inside the installed `spec_cascade_jax` package (the
 bundled demo data).
+
+This module holds the job itself; its building blocks live beside it and are re-exported here
+(`runner.X` keeps working): `job_config.py` (`pkg://` paths, required-argument checks),
+`model_loading.py` (`ModelSpec`, the `model_spec` gin factory, `load_model`), `batch_decode.py`
+(`DecodeSetup`, `decode_examples`, `detokenize`, `score`) and `multiprocess.py` (gathering to and
+broadcasting from process 0).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import tempfile
@@ -49,18 +54,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from spec_cascade_jax.evaluation import latency as latency_lib
 from spec_cascade_jax.evaluation import report as report_lib
 from spec_cascade_jax.evaluation import sweeps, tables
 
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PKG_PREFIX = "pkg://"
+# Split out of this module and re-exported: tests and `decode_job.py` use them as `runner.X`, and
+# importing this module registers the `model_spec` gin configurable (`main` relies on it).
+from spec_cascade_jax.evaluation.batch_decode import (
+    DecodeSetup,
+    bucket_length,
+    decode_examples,
+    detokenize,
+    generate_fn,
+    pad_rows,
+    score,
+    shard_setup,
+)
+from spec_cascade_jax.evaluation.job_config import (  # noqa: F401
+    MACRO_OF,
+    PACKAGE_DIR,
+    PKG_PREFIX,
+    check_positive_ints,
+    check_required,
+    resolve_path,
+)
+from spec_cascade_jax.evaluation.model_loading import (  # noqa: F401
+    CHECKPOINT_KINDS,
+    ModelSpec,
+    load_model,
+    model_spec,
+)
+from spec_cascade_jax.evaluation.multiprocess import (
+    broadcast_from_writer,
+    gather_example_texts,
+    gather_rows,
+)
+
 RESULTS_FILENAME = "results.jsonl"
 NUM_SAMPLES = 3
-
-CHECKPOINT_KINDS = ("t5x", "orbax", "hf", "random", "auto")
 
 # SPEC [choice] fields that do not depend on the run's arguments.
 FIXED_CHOICES: Mapping[str, str] = {
@@ -81,356 +113,6 @@ FIXED_CHOICES: Mapping[str, str] = {
     ),
     "cost_model_c": "(latency - encoder time) / N_tok, drafter-only over verifier-only",
 }
-
-
-def resolve_path(path: str | None) -> str | None:
-    """`pkg://x/y` -> `<spec_cascade_jax package dir>/x/y`; other paths unchanged."""
-    if path is None:
-        return None
-    path = os.fspath(path)
-    if path.startswith(PKG_PREFIX):
-        return os.path.join(PACKAGE_DIR, path[len(PKG_PREFIX) :])
-    return os.path.expanduser(path)
-
-
-# Where each gin-required argument usually comes from, for error messages.
-MACRO_OF = {
-    "task": "TASK",
-    "output_dir": "OUTPUT_DIR",
-    "drafter": "DRAFTER",
-    "verifier": "VERIFIER",
-    "vocab_path": "VOCAB_PATH",
-    "preset": "the model file (models/*.gin)",
-}
-
-
-def check_required(fn, **values: Any) -> None:
-    """Raises ValueError naming every argument still set to `gin.REQUIRED` (or None).
-
-    Gin passes a macro bound to `%gin.REQUIRED` through as the `gin.REQUIRED` sentinel instead of
-    failing, so each job checks its required arguments itself before doing any work.
-    """
-    missing = [name for name, value in values.items() if value is gin.REQUIRED or value is None]
-    if missing:
-        hints = ", ".join(
-            f"{fn.__name__}.{m} (macro {MACRO_OF.get(m, m.upper())})" for m in missing
-        )
-        raise ValueError(f"required settings are missing: {hints}")
-
-
-def check_positive_ints(**values: Any) -> None:
-    """Raises ValueError naming the first value that is not an integer >= 1."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Models.
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    """How to build one model (see `model_spec` for the fields)."""
-
-    preset: str
-    overrides: tuple[tuple[str, Any], ...] = ()
-    vocab_size: int | str | None = None
-    dtype: str = "float32"
-    checkpoint_kind: str = "auto"
-    checkpoint_path: str | None = None
-    seed: int = 0
-    missing_ok: bool = False
-    config_from_checkpoint: bool = False
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "preset": self.preset,
-            "overrides": dict(self.overrides),
-            "vocab_size": self.vocab_size,
-            "dtype": self.dtype,
-            "checkpoint_kind": self.checkpoint_kind,
-            "checkpoint_path": self.checkpoint_path,
-            "seed": self.seed if self.checkpoint_kind == "random" or self.missing_ok else None,
-            "config_from_checkpoint": self.config_from_checkpoint,
-        }
-
-
-@gin.configurable
-def model_spec(
-    preset: str = gin.REQUIRED,
-    overrides: Mapping[str, Any] | None = None,
-    vocab_size: int | str | None = None,
-    dtype: str = "float32",
-    checkpoint_kind: str = "auto",
-    checkpoint_path: str | None = None,
-    seed: int = 0,
-    missing_ok: bool = False,
-    config_from_checkpoint: bool = False,
-) -> ModelSpec:
-    """Gin factory for a `ModelSpec`.
-
-    Args:
-      preset: a `models.t5.config` preset ("tiny", "t5_1_1_small", "t5_1_1_large", ...).
-      overrides: `T5Config` fields to replace (e.g. {"num_decoder_layers": 1}).
-      vocab_size: None keeps the preset's; an int sets the padded vocabulary size; "vocabulary"
-        sets both `vocab_size` and `real_vocab_size` to the SentencePiece vocabulary's size
-        (for randomly initialised models).
-      dtype: "float32" or "bfloat16": compute dtype and parameter dtype.
-      checkpoint_kind: "t5x", "orbax", "hf", "auto" (detected) or "random" (no checkpoint).
-      checkpoint_path: checkpoint directory/file (`pkg://` allowed); required unless "random".
-        The run's DRAFTER_CHECKPOINT / VERIFIER_CHECKPOINT macros replace it when set.
-      seed: initialisation seed for random weights.
-      missing_ok: if the checkpoint path does not exist, use random weights with a warning
-        instead of failing (for the bundled demo before its trained pair exists).
-      config_from_checkpoint: take the model's `T5Config` from `config.json` in the checkpoint
-        directory (as `training.export` writes it) instead of preset + overrides + vocab_size,
-        which then only describe the random fallback of `missing_ok`; `dtype` still applies.
-    """
-    check_required(model_spec, preset=preset)
-    if checkpoint_kind not in CHECKPOINT_KINDS:
-        raise ValueError(
-            f"checkpoint_kind must be one of {CHECKPOINT_KINDS}, got {checkpoint_kind!r}"
-        )
-    if dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
-    if isinstance(vocab_size, str) and vocab_size != "vocabulary":
-        raise ValueError(f"vocab_size must be an int, None or 'vocabulary', got {vocab_size!r}")
-    return ModelSpec(
-        preset=preset,
-        overrides=tuple(sorted(dict(overrides or {}).items())),
-        vocab_size=vocab_size,
-        dtype=dtype,
-        checkpoint_kind=checkpoint_kind,
-        checkpoint_path=checkpoint_path,
-        seed=seed,
-        missing_ok=missing_ok,
-        config_from_checkpoint=config_from_checkpoint,
-    )
-
-
-def _model_config(spec: ModelSpec, vocabulary_size: int | None):
-    from spec_cascade_jax.models.t5 import config as t5_config
-
-    if spec.preset not in t5_config.preset_names():
-        raise ValueError(
-            f"unknown model preset {spec.preset!r}; known: {', '.join(t5_config.preset_names())}"
-        )
-    overrides = dict(spec.overrides)
-    if spec.vocab_size == "vocabulary":
-        if vocabulary_size is not None:
-            overrides.update(vocab_size=vocabulary_size, real_vocab_size=vocabulary_size)
-    elif spec.vocab_size is not None:
-        overrides["vocab_size"] = int(spec.vocab_size)
-    overrides["dtype"] = spec.dtype
-    return t5_config.get_config(spec.preset, **overrides)
-
-
-def load_model(spec: ModelSpec, role: str, vocabulary_size: int | None = None):
-    """Builds `T5Model` and its parameters; returns (model, params, description dict)."""
-    from spec_cascade_jax.models.t5 import T5Config, T5Model
-    from spec_cascade_jax.models.t5 import checkpoint as ckpt
-
-    config = _model_config(spec, vocabulary_size)
-    kind, path = spec.checkpoint_kind, resolve_path(spec.checkpoint_path)
-    description = {"role": role, **spec.describe()}
-    if kind != "random" and not path:
-        raise ValueError(
-            f"{role} model {spec.preset!r} has no checkpoint path: set "
-            f"{role.upper()}_CHECKPOINT (or checkpoint_kind='random' for random weights)"
-        )
-    if kind != "random" and not os.path.exists(path) and "://" not in path:
-        if not spec.missing_ok:
-            raise FileNotFoundError(f"{role} checkpoint not found: {path!r}")
-        logging.warning(
-            "%s checkpoint %s not found: using RANDOM weights (seed %d)", role, path, spec.seed
-        )
-        kind = "random"
-        description["checkpoint_kind"] = "random (checkpoint missing)"
-    elif kind != "random" and spec.config_from_checkpoint:
-        config_file = os.path.join(path, "config.json")
-        if not os.path.isfile(config_file):
-            raise FileNotFoundError(
-                f"{role}: config_from_checkpoint needs {config_file!r} (a training export)"
-            )
-        with open(config_file, encoding="utf-8") as f:
-            fields = json.load(f)
-        config = T5Config(**fields).replace(dtype=spec.dtype)
-        description["config"] = {k: v for k, v in sorted(fields.items()) if k != "dtype"}
-    params = ckpt.load_params(kind, path, config, seed=spec.seed, dtype=spec.dtype)
-    model = T5Model(config)
-    description.update(
-        vocab_size=config.vocab_size,
-        real_vocab_size=config.real_vocab_size,
-        num_params=int(sum(np.prod(x.shape) for x in jax.tree.leaves(params))),
-    )
-    if vocabulary_size is not None and config.real_vocab_size < vocabulary_size:
-        raise ValueError(
-            f"{role} model has real_vocab_size {config.real_vocab_size} but the vocabulary has "
-            f"{vocabulary_size} ids; use vocab_size='vocabulary' or a matching preset"
-        )
-    return model, params, description
-
-
-# ----------------------------------------------------------------------------------------------
-# Decoding a list of examples.
-
-
-def pad_rows(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
-    """Right-pads int32 rows with 0 to `[len(rows), length]`; raises if a row is longer."""
-    out = np.zeros((len(rows), length), np.int32)
-    for i, row in enumerate(rows):
-        if len(row) > length:
-            raise ValueError(f"row {i} has {len(row)} tokens, more than the padded length {length}")
-        out[i, : len(row)] = row
-    return out
-
-
-def bucket_length(length: int, buckets: Sequence[int] | None, max_len: int) -> int:
-    """Smallest bucket >= length (the max length itself when `buckets` is None)."""
-    if not buckets:
-        return max_len
-    for b in sorted(buckets):
-        if b >= length:
-            return b
-    return max_len
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DecodeSetup:
-    """Everything `decode_examples` needs besides the point."""
-
-    drafter: Any
-    drafter_params: Any
-    verifier: Any
-    verifier_params: Any
-    max_input_len: int
-    max_decode_len: int
-    mesh: Any = None  # a `parallel` ("data", "model") mesh: decode with `sharded_generate`.
-
-
-def shard_setup(setup: DecodeSetup, mesh) -> DecodeSetup:
-    """`setup` decoding over `mesh`: the verifier split by `parallel.DEFAULT_RULES`, the drafter
-    replicated (as `sharded_generate` places them), once rather than on every call."""
-    from spec_cascade_jax import parallel
-
-    return dataclasses.replace(
-        setup,
-        mesh=mesh,
-        drafter_params=parallel.shard_params(
-            setup.drafter_params, mesh, parallel.data_parallel_rules()
-        ),
-        verifier_params=parallel.shard_params(setup.verifier_params, mesh),
-    )
-
-
-def generate_fn(setup: DecodeSetup, method: str, alpha: float, sampling: sweeps.SamplingConfig):
-    """`(inputs [B, S], example_ids [B], rng) -> DecodeOutput` for one point.
-
-    With `setup.mesh` the call is `parallel.sharded_generate` (the same tokens, as host arrays;
-    with several processes every process calls it, each with its own rows).
-    """
-    from spec_cascade_jax import decoding
-
-    decode = decoding.generate
-    if setup.mesh is not None:
-        from spec_cascade_jax import parallel
-
-        decode = functools.partial(parallel.sharded_generate, setup.mesh)
-
-    def run(inputs, example_ids, rng):
-        return decode(
-            setup.drafter,
-            setup.drafter_params,
-            setup.verifier,
-            setup.verifier_params,
-            inputs,
-            method=method,
-            alpha=alpha,
-            gamma=sampling.gamma,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            max_decode_len=setup.max_decode_len,
-            rng=rng,
-            example_ids=example_ids,
-            bonus_source=sampling.bonus_source,
-            lossy_beta=sampling.lossy_beta,
-        )
-
-    return run
-
-
-def decode_examples(
-    setup: DecodeSetup,
-    examples: Sequence[Mapping[str, Any]],
-    method: str,
-    alpha: float | None,
-    sampling: sweeps.SamplingConfig,
-    *,
-    batch_size: int,
-    progress: bool = False,
-) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Decodes every example; returns (output ids per example, EOS included; per-row stats).
-
-    Batches are padded to `batch_size` rows (copies of the batch's first row, dropped) and to
-    `max_input_len` columns, so each method compiles once. Row seeds come from `example["index"]`.
-    With a mesh and several processes (each passing its own examples) every process makes as many
-    calls as the one with the most batches, with dummy rows once its own run out.
-    """
-    run = generate_fn(setup, method, 0.0 if alpha is None else alpha, sampling)
-    rng = jax.random.PRNGKey(sampling.seed)
-    outputs: list[np.ndarray] = []
-    parts: list[dict[str, np.ndarray]] = []
-    num_batches = -(-len(examples) // batch_size)
-    if setup.mesh is not None and jax.process_count() > 1:
-        from spec_cascade_jax.parallel import distributed
-
-        num_batches = max(int(distributed.allgather_ints([num_batches]).max()), 1)
-    starts = range(0, num_batches * batch_size, batch_size)
-    for start in tqdm(starts, desc=f"{method} α={alpha}", disable=not progress, leave=False):
-        batch = list(examples[start : start + batch_size])
-        real = len(batch)
-        if batch:
-            batch += [batch[0]] * (batch_size - real)
-            inputs = pad_rows([ex["inputs"] for ex in batch], setup.max_input_len)
-            ids = np.asarray([ex["index"] for ex in batch], np.int32)
-        else:  # This process's shard ran out: keep in step with the others (rows dropped).
-            from spec_cascade_jax.data.vocab import EOS_ID
-
-            inputs = np.zeros((batch_size, setup.max_input_len), np.int32)
-            inputs[:, 0] = EOS_ID
-            ids = np.zeros((batch_size,), np.int32)
-        out = jax.device_get(run(inputs, ids, rng))
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        outputs += [tokens[i, : lengths[i]] for i in range(real)]
-        parts.append({k: np.asarray(v)[:real] for k, v in out.stats.as_dict().items()})
-    stats = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-    return outputs, stats
-
-
-def detokenize(vocabulary, ids: np.ndarray) -> str:
-    """Text of output ids up to (not including) the first EOS."""
-    from spec_cascade_jax.data.vocab import EOS_ID
-
-    ids = [int(i) for i in ids]
-    if EOS_ID in ids:
-        ids = ids[: ids.index(EOS_ID)]
-    return vocabulary.decode([i for i in ids if i != 0])
-
-
-def score(task_spec, references: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
-    """Every metric of the task (seqio signature: references first)."""
-    scores: dict[str, float] = {}
-    for fn in task_spec.metric_fns:
-        scores.update(fn(list(references), list(predictions)))
-    if task_spec.primary_metric not in scores:
-        raise ValueError(f"metrics {sorted(scores)} lack the primary {task_spec.primary_metric!r}")
-    return scores
-
-
-# ----------------------------------------------------------------------------------------------
-# The job.
 
 
 def _validate_methods(methods: Sequence[sweeps.MethodSweep | str]) -> list[sweeps.MethodSweep]:
@@ -663,7 +345,7 @@ def run_eval(
     # What the report needs of every example: process 0's view of all processes' examples.
     report_examples: Sequence[Mapping[str, Any]] | None = examples
     if multiprocess:
-        report_examples = _gather_example_texts(examples)
+        report_examples = gather_example_texts(examples)
     reference_texts = (
         None if report_examples is None else [ex["targets_pretokenized"] for ex in report_examples]
     )
@@ -851,7 +533,7 @@ def run_eval(
         # Every process must decode the same points (the decodes are collective): the others
         # skip what process 0 has stored and keep their records in a private scratch file.
         stored = sweeps.load_records(results_path) if writer else []
-        done = set(_broadcast_from_writer([r["key"] for r in stored if "key" in r]))
+        done = set(broadcast_from_writer([r["key"] for r in stored if "key" in r]))
         if not writer:
             scratch = os.path.join(tempfile.mkdtemp(prefix="run_eval_"), RESULTS_FILENAME)
 
@@ -888,67 +570,6 @@ def run_eval(
         "table2": [dataclasses.asdict(r) for r in summary.rows],
         "records": records,
     }
-
-
-def _gather_example_texts(examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
-    """Every process's examples' index and texts on process 0, sorted by index; else None."""
-    from spec_cascade_jax.parallel import distributed
-
-    rows = distributed.gather_objects_to_host0(
-        [
-            [int(ex["index"]), ex["inputs_pretokenized"], ex["targets_pretokenized"]]
-            for ex in examples
-        ]
-    )
-    if rows is None:
-        return None
-    return [
-        {"index": i, "inputs_pretokenized": x, "targets_pretokenized": y}
-        for i, x, y in sorted(rows, key=lambda row: row[0])
-    ]
-
-
-def gather_rows(
-    examples: Sequence[Mapping[str, Any]],
-    outputs: Sequence[np.ndarray],
-    row_stats: Mapping[str, np.ndarray],
-) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray] | None]:
-    """Every process's output ids and per-row stats on process 0, sorted by example index.
-
-    Returns (None, None) on the other processes. Every process must call it (collective).
-    """
-    from spec_cascade_jax.parallel import distributed
-
-    rows = distributed.gather_objects_to_host0(
-        [
-            [int(ex["index"]), [int(t) for t in ids]]
-            for ex, ids in zip(examples, outputs, strict=True)
-        ]
-    )
-    stats = distributed.gather_to_host0({k: np.asarray(v) for k, v in row_stats.items()})
-    if rows is None:
-        return None, None
-    order = np.argsort([row[0] for row in rows], kind="stable")
-    return (
-        [np.asarray(rows[i][1], np.int32) for i in order],
-        {k: np.asarray(v)[order] for k, v in stats.items()},
-    )
-
-
-def _broadcast_from_writer(value: Any) -> Any:
-    """Process 0's JSON-able `value` on every process (the others pass anything)."""
-    from jax.experimental import multihost_utils
-
-    from spec_cascade_jax.parallel import distributed
-
-    payload = np.zeros(0, np.uint8)
-    if distributed.is_writer():
-        payload = np.frombuffer(json.dumps(value).encode("utf-8"), np.uint8)
-    size = int(multihost_utils.broadcast_one_to_all(np.int32(payload.size)))
-    buffer = np.zeros(size, np.uint8)
-    buffer[: payload.size] = payload
-    data = np.asarray(multihost_utils.broadcast_one_to_all(buffer), np.uint8)
-    return json.loads(data.tobytes().decode("utf-8"))
 
 
 def _write_outputs(directory, point, examples, predictions, outputs) -> None:
