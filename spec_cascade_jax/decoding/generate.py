@@ -5,7 +5,9 @@
 
 The whole decode is one jitted program (a `lax.while_loop` with no host round trip). Static
 arguments are the models, the method, `gamma`, `max_decode_len`, `top_k` and the bonus/β options;
-`alpha`, `temperature` and `top_p` are traced, so an α sweep compiles once.
+`alpha`, `temperature` and `top_p` are traced, so an α sweep compiles once. With
+`shared_program=True` the speculative method is traced too (its rule is picked by `lax.switch` on
+an index), so a sweep over every speculative method × α compiles one program per shape.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _ALPHA_RULE = {
     "token_cascade": rules.Chow(),
     "seq_cascade": rules.Chow(),
 }
+
+
+# The static `method` of the program every speculative method shares (`shared_program=True`).
+_SHARED = "speculative"
 
 
 def get_rule(method: str, lossy_beta: str = "one") -> rules.TargetRule | None:
@@ -69,6 +75,7 @@ def _generate(
     alpha,
     temperature,
     top_p,
+    rule_index,
     *,
     method: str,
     gamma: int,
@@ -94,12 +101,14 @@ def _generate(
         return cascades.token_cascade(
             *models, alpha, temperature, top_p, rule=rules.Chow(), **sampling
         )
+    shared = method == _SHARED
     return speculative.decode(
         *models,
         alpha,
         temperature,
         top_p,
-        rule=get_rule(method, lossy_beta),
+        rule_index if shared else None,
+        rule=rules.speculative_rule_bank(lossy_beta) if shared else get_rule(method, lossy_beta),
         gamma=gamma,
         bonus_source=bonus_source,
         **sampling,
@@ -126,6 +135,7 @@ def generate(
     lossy_beta: str = "one",
     max_input_len: int | None = None,
     truncate_inputs: bool = False,
+    shared_program: bool = False,
 ) -> st.DecodeOutput:
     """Decodes `inputs` [B, S] (int32, 0-padded) with `method`; see the module docstring.
 
@@ -143,6 +153,9 @@ def generate(
       lossy_beta: "one" or "normalized" (SpecDecode [Lossy] only).
       max_input_len: inputs longer than this raise, or are truncated (EOS kept last) with a logged
         warning when `truncate_inputs`.
+      shared_program: speculative methods only: compile one program for all of them, the rule
+        chosen at run time by `lax.switch` on a traced index (same outputs; a sweep over methods
+        then compiles once per shape). Off by default: the per-method program is smaller.
     """
     get_rule(method, lossy_beta)
     validate_method_alpha(method, alpha)
@@ -197,7 +210,8 @@ def generate(
         jnp.float32(alpha),
         jnp.float32(temperature),
         jnp.float32(top_p),
-        method=method,
+        jnp.int32(SPECULATIVE_METHODS.index(method) if method in SPECULATIVE_METHODS else 0),
+        method=_SHARED if shared_program and method in SPECULATIVE_METHODS else method,
         gamma=int(gamma) if method in SPECULATIVE_METHODS else 1,
         max_decode_len=int(max_decode_len),
         top_k=int(top_k),

@@ -255,6 +255,18 @@ class Lossy(TargetRule):
         return pi, jnp.ones(pi.shape[:-1], jnp.float32)
 
 
+def speculative_rule_bank(lossy_beta: str = "one") -> tuple[TargetRule, ...]:
+    """Every speculative method's rule, in `SPECULATIVE_RULES` order (lossy with `lossy_beta`).
+
+    `speculative.decode` given this tuple and a traced index picks the rule with `lax.switch`, so
+    one compiled program serves every speculative method (see `generate(shared_program=True)`).
+    """
+    return tuple(
+        Lossy(beta=lossy_beta) if name == "lossy" else rule
+        for name, rule in SPECULATIVE_RULES.items()
+    )
+
+
 # Rule objects by the speculative method that uses them.
 SPECULATIVE_RULES: dict[str, TargetRule] = {
     "spec_decode": VerifierTarget(),

@@ -100,14 +100,26 @@ def decode(
     alpha: jax.Array,
     temperature: jax.Array,
     top_p: jax.Array,
+    rule_index: jax.Array | None = None,
     *,
-    rule: TargetRule,
+    rule: TargetRule | tuple[TargetRule, ...],
     gamma: int,
     max_decode_len: int,
     top_k: int = 0,
     bonus_source: str = "target",
 ) -> st.DecodeOutput:
-    """Speculative decoding with target `rule` (traceable; `generate` jits it)."""
+    """Speculative decoding with target `rule` (traceable; `generate` jits it).
+
+    `rule` may be a tuple of rules with a traced `rule_index` [] int32: every round then computes
+    the target with `lax.switch(rule_index, ...)`, so one program serves all of them.
+    """
+    if isinstance(rule, tuple):
+        if rule_index is None:
+            raise ValueError("a tuple of rules needs rule_index")
+        branches = [r.target for r in rule]
+        target = lambda *args: jax.lax.switch(rule_index, branches, *args)  # noqa: E731
+    else:
+        target = rule.target
     batch = inputs.shape[0]
     g, L = gamma, max_decode_len
     cache_len = L + g + 1
@@ -144,7 +156,7 @@ def decode(
         v_tokens = jnp.concatenate([c.last[:, None], drafts], axis=1)
         p_logits, v_cache = verifier.extend(verifier_params, v_enc, c.v_cache, v_tokens, c.n)
         p_raw, p_w = warp(p_logits, verifier)
-        pi, eta = rule.target(q_raw, p_raw, q_w, p_w, alpha, temperature)
+        pi, eta = target(q_raw, p_raw, q_w, p_w, alpha, temperature)
 
         block, k, eos_end, rejected = accept_and_emit(
             purpose[:, 1:], drafts, q_w, p_w, pi, bonus_source=bonus_source

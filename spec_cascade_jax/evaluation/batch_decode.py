@@ -49,6 +49,8 @@ class DecodeSetup:
     max_input_len: int
     max_decode_len: int
     mesh: Any = None  # a `parallel` ("data", "model") mesh: decode with `sharded_generate`.
+    # Speculative methods share one compiled program (`generate(shared_program=True)`).
+    shared_program: bool = True
 
 
 def shard_setup(setup: DecodeSetup, mesh) -> DecodeSetup:
@@ -98,6 +100,7 @@ def generate_fn(setup: DecodeSetup, method: str, alpha: float, sampling: sweeps.
             example_ids=example_ids,
             bonus_source=sampling.bonus_source,
             lossy_beta=sampling.lossy_beta,
+            shared_program=setup.shared_program,
         )
 
     return run

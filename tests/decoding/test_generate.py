@@ -11,6 +11,7 @@ import pytest
 from spec_cascade_jax import testing
 from spec_cascade_jax.decoding import (
     METHODS,
+    SPECULATIVE_METHODS,
     compiled_variants,
     generate,
     speculative,
@@ -136,6 +137,24 @@ def test_alpha_sweep_compiles_once():
     assert compiled_variants() == before
     run_toy("spec_opt", alpha=0.1, gamma=2, max_decode_len=11)  # a new shape: a new program
     assert compiled_variants() == before + 1
+
+
+def test_shared_program_matches_per_method_programs_and_compiles_once():
+    alpha = {"spec_diff": 0.1, "spec_token_v1": 0.1, "lossy": 0.5}
+    kw = dict(gamma=3, temperature=0.8)  # shapes shared with test_statistics_are_consistent
+    run_toy("spec_chow", alpha=0.3, shared_program=True, **kw)  # compile the shared program
+    before = compiled_variants()
+    for method in SPECULATIVE_METHODS:
+        a = alpha.get(method, 0.3)
+        shared = run_toy(method, alpha=a, shared_program=True, **kw)
+        assert compiled_variants() == before, method  # every method reuses the one program
+        own = run_toy(method, alpha=a, **kw)
+        np.testing.assert_array_equal(shared.tokens, own.tokens, err_msg=method)
+        for field, value in own.stats.as_dict().items():
+            np.testing.assert_allclose(
+                getattr(shared.stats, field), value, rtol=1e-6, err_msg=f"{method} {field}"
+            )
+        before = compiled_variants()  # the per-method program was new; the shared one is not
 
 
 @pytest.mark.parametrize("method", METHODS)
