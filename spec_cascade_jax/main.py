@@ -165,7 +165,9 @@ def main(argv: Sequence[str]) -> None:
     except GinConfigError as e:
         logging.error("%s", e)
         sys.exit(f"error: {e}")
-    execute()
+    result = execute()
+    if isinstance(result, dict) and result.get("summary_text"):
+        print(result["summary_text"], flush=True)  # The job's answer, on stdout.
 
 
 def run_main() -> None:

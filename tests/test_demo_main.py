@@ -61,4 +61,7 @@ def test_main_job_reduced_mode(tmp_path):
         assert r["stats"]["num_examples"] == 6
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Table 2" in report
+    # The job prints the Table-2 summary and names the folder it wrote to.
+    assert "## Table 2" in proc.stdout and "SpecCascade [Token]" in proc.stdout, proc.stdout
+    assert str(out / "report.md") in proc.stdout, proc.stdout
     assert (out / "cost_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

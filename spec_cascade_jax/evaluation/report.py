@@ -171,13 +171,51 @@ def _reference_lines(summary: RunSummary) -> list[str]:
             f"- **{name}**: Q = {_fmt(record.get('quality'))}, L_rel = {_fmt(record.get('l_rel'))}"
             f", τ = {_fmt(stats.get('block_efficiency'))}, a = {_fmt(stats.get('acceptance_rate'))}"
         )
-    cost = next((r.get("cost_model") for r in summary.sweep if r.get("cost_model")), None)
+    cost = next(
+        (
+            r["cost_model"]
+            for r in summary.sweep
+            if r.get("cost_model") and r["cost_model"].get("c") is not None
+        ),
+        None,
+    )
     if cost and cost.get("c") is not None:
         lines.append(
             f"- Measured cost ratio c = t_drafter / t_verifier = {cost['c']:.4f} "
             f"(per-token decode times {cost['t_drafter_s']:.6f} s and {cost['t_verifier_s']:.6f} s)"
         )
     return lines
+
+
+def _table2_lines(summary: RunSummary, metric: str) -> list[str]:
+    if summary.q_ver is None:
+        return ["Table-2 needs the verifier-only quality; it has not been computed.", ""]
+    if not summary.rows:
+        return [
+            "No swept method has both a quality and a relative latency (latency disabled?).",
+            "",
+        ]
+    return [
+        "(A) speed-up 1/L_A at matched quality (L_A: smallest L_rel on the linearly "
+        "interpolated Pareto front with Q ≥ Q_ver); (B) best Q on the front with L_rel ≤ 1, "
+        "interpolated at L_rel = 1. Raw grid: the same without interpolation.",
+        "",
+        tables.render_table2(summary.rows, summary.q_ver, metric=metric),
+    ]
+
+
+def render_summary(
+    records: Sequence[Mapping[str, Any]], *, title: str, paths: Mapping[str, str]
+) -> str:
+    """What a finished run prints: reference lines, Table-2 and the files it wrote."""
+    if not records:
+        raise ValueError("no records to summarize")
+    summary = summarize(records)
+    metric = records[0].get("metric", "Q")
+    out = [f"# {title}", ""] + _reference_lines(summary) + [""]
+    out += ["## Table 2", ""] + _table2_lines(summary, metric)
+    out += ["Written:"] + [f"  {name}: {path}" for name, path in paths.items()]
+    return "\n".join(out) + "\n"
 
 
 def render_report(
@@ -208,22 +246,7 @@ def render_report(
         out += [f"- environment: `{json.dumps(env, sort_keys=True)}`"]
     out += [f"- metric: {metric} (higher is better)", f"- results: `{results_filename}`", ""]
     out += ["## Reference lines", ""] + _reference_lines(summary) + [""]
-    out += ["## Table 2", ""]
-    if summary.q_ver is None:
-        out += ["Table-2 needs the verifier-only quality; it has not been computed.", ""]
-    elif not summary.rows:
-        out += [
-            "No swept method has both a quality and a relative latency (latency disabled?).",
-            "",
-        ]
-    else:
-        out += [
-            "(A) speed-up 1/L_A at matched quality (L_A: smallest L_rel on the linearly "
-            "interpolated Pareto front with Q ≥ Q_ver); (B) best Q on the front with L_rel ≤ 1, "
-            "interpolated at L_rel = 1. Raw grid: the same without interpolation.",
-            "",
-            tables.render_table2(summary.rows, summary.q_ver, metric=metric),
-        ]
+    out += ["## Table 2", ""] + _table2_lines(summary, metric)
     if plot_filename:
         out += [f"![cost-quality curves]({plot_filename})", ""]
     out += ["## All points", ""]

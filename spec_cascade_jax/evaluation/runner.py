@@ -556,7 +556,7 @@ def run_eval(
                 refs.setdefault(record["method"], record)
     records = ref_records + run_points(sweep_points, "sweep")
     if not writer:
-        return {"paths": {}, "q_ver": None, "table2": [], "records": records}
+        return {"paths": {}, "q_ver": None, "table2": [], "records": records, "summary_text": ""}
 
     # 4. Report.
     title = title or f"{task} / {split}: {drafter.preset} → {verifier.preset}"
@@ -571,6 +571,7 @@ def run_eval(
     summary = report_lib.summarize(records)
     logging.info("wrote %s", ", ".join(f"{k}={v}" for k, v in paths.items()))
     return {
+        "summary_text": report_lib.render_summary(records, title=title, paths=paths),
         "paths": paths,
         "q_ver": summary.q_ver,
         "table2": [dataclasses.asdict(r) for r in summary.rows],

@@ -126,8 +126,13 @@ def _check_report_matches_jsonl(out_dir):
         if r["method"] in names:
             points.setdefault(names[r["method"]], []).append((r["l_rel"], r["quality"]))
     with open(os.path.join(out_dir, "report.md"), encoding="utf-8") as f:
-        table = _parse_report_table2(f.read())
+        text = f.read()
+    table = _parse_report_table2(text)
     assert set(table) == set(points)
+    # The measured cost ratio c = t_drafter / t_verifier is among the reference lines.
+    refs = {r["method"]: r for r in records if not r["tag"]}
+    c = refs["drafter"]["per_token_s"] / refs["verifier"]["per_token_s"]
+    assert f"Measured cost ratio c = t_drafter / t_verifier = {c:.4f}" in text
     for name, pts in points.items():
         speedup, speedup_raw, best, best_raw = table[name]
         raw_reach = [lat for lat, q in pts if q >= q_ver]
