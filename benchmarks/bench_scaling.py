@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from spec_cascade_jax.decoding import METHODS, compiled_variants, generate
+from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS, compiled_variants, generate
 
 
 def parse_args(argv: list[str] | None) -> dict[str, Any]:
@@ -159,6 +159,31 @@ def _memory_analysis(compiled) -> dict[str, float | None]:
     }
 
 
+# float32 [B, K, V] arrays a speculative round holds at once: logits, q_raw, q_w, p_raw, p_w, π.
+PROB_BUFFERS = 6
+
+
+def model_memory_mib(pair: common.Pair, method: str, batch, gamma, in_len, out_len) -> float:
+    """The issue's yardstick for one decode, in MiB: both models' parameters (the program's
+    arguments) + each used model's caches (self-attention K/V `[B, H, L + γ + 1, D]` and
+    cross-attention K/V `[B, H, S, D]` per decoder layer, float32) + `PROB_BUFFERS` float32
+    probability arrays `[B, K, V]` (K = γ + 1 for speculative methods, else 1)."""
+    total = sum(
+        leaf.size * leaf.dtype.itemsize
+        for leaf in jax.tree.leaves((pair.drafter_params, pair.verifier_params))
+    )
+    used = {"drafter": [pair.drafter], "verifier": [pair.verifier]}.get(
+        method, [pair.drafter, pair.verifier]
+    )
+    speculative = method in SPECULATIVE_METHODS
+    max_len = out_len + (gamma + 1 if speculative else 1)
+    for model in used:
+        c = model.config
+        total += 4 * 2 * c.num_decoder_layers * batch * c.num_heads * c.d_kv * (max_len + in_len)
+    total += 4 * PROB_BUFFERS * batch * (gamma + 1 if speculative else 1) * used[-1].vocab_size
+    return total / MiB
+
+
 def _point(pair: common.Pair, method: str, sweep: str, batch, gamma, in_len, out_len, cfg):
     logging.info("%s %s B=%d γ=%d in=%d out=%d", sweep, method, batch, gamma, in_len, out_len)
     shape = (batch, gamma, in_len, out_len)
@@ -183,6 +208,7 @@ def _point(pair: common.Pair, method: str, sweep: str, batch, gamma, in_len, out
         "tokens_per_s": tps,
         **compile_times,
         "xla_memory": _memory_analysis(compiled),
+        "model_mib": model_memory_mib(pair, method, batch, gamma, in_len, out_len),
         "rss_peak_delta_mib": None if rss_peak is None else (rss_peak - rss_before) / MiB,
     }
 
@@ -224,6 +250,14 @@ def _alpha_sweep(pair: common.Pair, cfg: dict) -> list[dict]:
     return rows
 
 
+def _memory_ratio(row: dict) -> float | None:
+    """XLA's planned memory (arguments + temp) over `model_memory_mib` (goal: <= 1.2)."""
+    mem = row["xla_memory"]
+    if mem["arguments_mib"] is None or not row.get("model_mib"):
+        return None
+    return (mem["arguments_mib"] + mem["temp_mib"]) / row["model_mib"]
+
+
 def _sweep_markdown(rows: list[dict]) -> str:
     table = []
     for r in rows:
@@ -242,6 +276,8 @@ def _sweep_markdown(rows: list[dict]) -> str:
                 common.fmt(mem["arguments_mib"], 0),
                 common.fmt(mem["temp_mib"], 1),
                 common.fmt(r["rss_peak_delta_mib"], 1),
+                common.fmt(r["model_mib"], 0),
+                common.fmt(_memory_ratio(r), 3),
             ]
         )
     return common.markdown_table(
@@ -258,6 +294,8 @@ def _sweep_markdown(rows: list[dict]) -> str:
             "XLA args MiB",
             "XLA temp MiB",
             "peak RSS Δ MiB",
+            "model MiB",
+            "XLA (args + temp) / model",
         ],
         table,
     )

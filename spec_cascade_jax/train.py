@@ -25,24 +25,13 @@ import jax
 from absl import app, flags, logging
 
 from spec_cascade_jax import main as cli
+from spec_cascade_jax.evaluation.job_config import resolve_path
 from spec_cascade_jax.training import batches as batches_lib
 from spec_cascade_jax.training import export, trainer
 
 FLAGS = flags.FLAGS
 DEFAULT_GIN_FILE = "runs/train_demo_drafter.gin"
-PKG_PREFIX = "pkg://"
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_SOURCES = ("jsonl", "seqio")
-
-
-def resolve_path(path: str | None) -> str | None:
-    """`pkg://x/y` -> `<spec_cascade_jax package dir>/x/y`; `~` expanded; None stays None."""
-    if path is None:
-        return None
-    path = os.fspath(path)
-    if path.startswith(PKG_PREFIX):
-        return os.path.join(PACKAGE_DIR, path[len(PKG_PREFIX) :])
-    return os.path.expanduser(path)
 
 
 def padded_vocab_size(size: int, multiple: int = 128) -> int:
