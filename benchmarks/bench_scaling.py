@@ -164,23 +164,21 @@ PROB_BUFFERS = 6
 
 
 def model_memory_mib(pair: common.Pair, method: str, batch, gamma, in_len, out_len) -> float:
-    """The issue's yardstick for one decode, in MiB: both models' parameters (the program's
-    arguments) + each used model's caches (self-attention K/V `[B, H, L + γ + 1, D]` and
-    cross-attention K/V `[B, H, S, D]` per decoder layer, float32) + `PROB_BUFFERS` float32
-    probability arrays `[B, K, V]` (K = γ + 1 for speculative methods, else 1)."""
-    total = sum(
-        leaf.size * leaf.dtype.itemsize
-        for leaf in jax.tree.leaves((pair.drafter_params, pair.verifier_params))
-    )
-    used = {"drafter": [pair.drafter], "verifier": [pair.verifier]}.get(
-        method, [pair.drafter, pair.verifier]
-    )
+    """The issue's yardstick for one decode, in MiB: the used models' parameters + their caches
+    (self-attention K/V `[B, H, L + γ + 1, D]` and cross-attention K/V `[B, H, S, D]` per decoder
+    layer, float32) + `PROB_BUFFERS` float32 probability arrays `[B, K, V]` (K = γ + 1 for
+    speculative methods, else 1). XLA drops the parameters of a model the method never calls."""
+    drafter = (pair.drafter, pair.drafter_params)
+    verifier = (pair.verifier, pair.verifier_params)
+    used = {"drafter": [drafter], "verifier": [verifier]}.get(method, [drafter, verifier])
     speculative = method in SPECULATIVE_METHODS
     max_len = out_len + (gamma + 1 if speculative else 1)
-    for model in used:
+    total = 0
+    for model, params in used:
+        total += sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
         c = model.config
         total += 4 * 2 * c.num_decoder_layers * batch * c.num_heads * c.d_kv * (max_len + in_len)
-    total += 4 * PROB_BUFFERS * batch * (gamma + 1 if speculative else 1) * used[-1].vocab_size
+    total += 4 * PROB_BUFFERS * batch * (gamma + 1 if speculative else 1) * used[-1][0].vocab_size
     return total / MiB
 
 

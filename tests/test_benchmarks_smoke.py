@@ -108,6 +108,9 @@ def test_bench_scaling_tiny(tmp_path):
         assert _positive(row["latency"]["mean_s"]) and _positive(row["compile_s"])
         assert _positive(row["xla_memory"]["arguments_mib"])
         assert row["rss_peak_delta_mib"] is None or row["rss_peak_delta_mib"] >= 0
+        # The yardstick counts at least the parameters XLA receives as arguments.
+        assert row["model_mib"] >= 0.9 * row["xla_memory"]["arguments_mib"]
+    assert "XLA (args + temp) / model" in markdown
     (comp,) = results["compile"]
     assert _positive(comp["compile_s"])
     (alpha,) = results["alpha_sweep"]
