@@ -117,7 +117,10 @@ def decode(
         if rule_index is None:
             raise ValueError("a tuple of rules needs rule_index")
         branches = [r.target for r in rule]
-        target = lambda *args: jax.lax.switch(rule_index, branches, *args)  # noqa: E731
+
+        def target(*args):
+            return jax.lax.switch(rule_index, branches, *args)
+
     else:
         target = rule.target
     batch = inputs.shape[0]

@@ -21,7 +21,6 @@ from typing import Any
 
 from spec_cascade_jax.models.t5 import checkpoint
 from spec_cascade_jax.models.t5.config import T5Config
-from spec_cascade_jax.training.trainer import check_params
 
 Params = Any
 CONFIG_FILE = "config.json"
@@ -51,7 +50,7 @@ def export_model(
             )
         shutil.rmtree(params_dir, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
-    check_params(config, params, "export_model params")
+    checkpoint.validate_params(config, params, source="export_model params")
     checkpoint.save_params(params_dir, params)
     (directory / CONFIG_FILE).write_text(
         json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -77,5 +76,5 @@ def load_model(
     """`(config, params)` of a model written by `export_model`, validated against each other."""
     config = load_config(directory)
     params = checkpoint.restore_params(Path(directory) / PARAMS_DIR, dtype=dtype)
-    check_params(config, params, f"exported model {str(directory)!r}")
+    checkpoint.validate_params(config, params, source=f"exported model {str(directory)!r}")
     return config, params

@@ -39,6 +39,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from spec_cascade_jax.models.t5 import checkpoint
 from spec_cascade_jax.models.t5.config import T5Config
 from spec_cascade_jax.models.t5.network import T5Model, shift_right
 from spec_cascade_jax.training.batches import PAD_ID, Batch, BatchSource
@@ -248,24 +249,6 @@ def _check_batch(batch: Any, step: int, vocab_size: int, batch_size: int | None)
     if batch_size is not None and rows != {batch_size}:
         raise ValueError(f"batch at step {step} has {rows.pop()} rows, expected {batch_size}")
     return out
-
-
-def check_params(config: T5Config, params: Params, source: str = "params") -> None:
-    """Raises ValueError naming the first parameter whose path or shape does not fit `config`."""
-    leaves = jax.tree_util.tree_leaves_with_path
-    got = {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in leaves(params)}
-    want = {
-        jax.tree_util.keystr(p): tuple(x.shape) for p, x in leaves(_param_shapes(T5Model(config)))
-    }
-    for name in sorted(set(got) | set(want)):
-        if name not in got:
-            raise ValueError(f"{source} lacks parameter {name} of shape {want[name]}")
-        if name not in want:
-            raise ValueError(f"{source} has unexpected parameter {name}")
-        if got[name] != want[name]:
-            raise ValueError(
-                f"{source}{name} has shape {got[name]}, the model expects {want[name]}"
-            )
 
 
 def _batch_iterator(data: Any, start_step: int) -> Iterator[Batch]:
@@ -594,7 +577,7 @@ def train(
             logging.info("Resumed from step %d in %s.", start_step, os.fspath(checkpoint_dir))
     if params is None:
         if init_params is not None:
-            check_params(config, init_params, "init_params")
+            checkpoint.validate_params(config, init_params, source="init_params")
             # A float32 copy (checkpoints may hold bfloat16): the train step donates its inputs,
             # and the caller keeps `init_params`.
             params = jax.tree.map(

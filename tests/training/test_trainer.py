@@ -149,7 +149,12 @@ def test_init_params_with_wrong_shape_raise():
     shapes = T5Model(CONFIG).param_shapes()
     params = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
     params["token_embedder"]["embedding"] = np.zeros((16, CONFIG.d_model), np.float32)
-    expected = r"init_params\['token_embedder'\]\['embedding'\] has shape \(16, 32\), the model"
+    # The shared check (`checkpoint.validate_params`) names the parameter, the source and both
+    # shapes.
+    expected = (
+        r"parameter 'token_embedder/embedding' has shape \(16, 32\) in init_params, "
+        r"but the config expects \(\d+, 32\)"
+    )
     with pytest.raises(ValueError, match=expected):
         train(CONFIG, _reversal_data(), num_steps=1, init_params=params, **TRAIN_KW)
 
