@@ -65,7 +65,7 @@ echo "training took $(( $(date +%s) - T0 )) s"
 
 export_one() {  # name config step tag
   local name=$1 conf=$2 step=$3 tag=$4
-  JAX_PLATFORMS=cpu $PY scripts/export_train_checkpoint.py --checkpoint_dir="/tmp/ck_$name" \
+  XLA_PYTHON_CLIENT_PREALLOCATE=false $PY scripts/export_train_checkpoint.py --checkpoint_dir="/tmp/ck_$name" \
     --config_json="$conf" --step="$step" --export_dir="/tmp/ex/${name}_$tag" --dtype=bfloat16 \
     --info="{\"gpu_candidate\": \"$name\", \"step\": $step}" >"$LOGS/export_${name}_$tag.log" 2>&1
   echo "export $name step $step: $?"
@@ -86,6 +86,7 @@ for d in /tmp/ex/*; do  # one archive per export: each must stay under 16 MiB
 done
 
 # --- 2. benchmark at real T5 sizes ------------------------------------------------------------
+[ "${SKIP_BENCH:-0}" = 1 ] && BENCH_ARGS=(--help)
 machine=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 timeout "$BENCH_S" $PY benchmarks/bench_decode.py "${BENCH_ARGS[@]}" \
   --machine="${machine:-cpu dry run} (lent device machine)" --out_dir=/tmp/gpu_logs/bd \
