@@ -184,6 +184,13 @@ def _reference_lines(summary: RunSummary) -> list[str]:
             f"- Measured cost ratio c = t_drafter / t_verifier = {cost['c']:.4f} "
             f"(per-token decode times {cost['t_drafter_s']:.6f} s and {cost['t_verifier_s']:.6f} s)"
         )
+    elif any(r.get("cost_model") for r in summary.sweep):
+        # Both reference timings exist but one per-token time is 0: latency minus encoder time
+        # was clamped (timing noise on very small models); a ratio of 0 would be meaningless.
+        lines.append(
+            "- Measured cost ratio c: not measurable (a per-token decode time, latency minus "
+            "encoder time, came out ≤ 0)"
+        )
     return lines
 
 

@@ -131,8 +131,11 @@ def _check_report_matches_jsonl(out_dir):
     assert set(table) == set(points)
     # The measured cost ratio c = t_drafter / t_verifier is among the reference lines.
     refs = {r["method"]: r for r in records if not r["tag"]}
-    c = refs["drafter"]["per_token_s"] / refs["verifier"]["per_token_s"]
-    assert f"Measured cost ratio c = t_drafter / t_verifier = {c:.4f}" in text
+    t_dr, t_ver = refs["drafter"]["per_token_s"], refs["verifier"]["per_token_s"]
+    if t_dr > 0 and t_ver > 0:
+        assert f"Measured cost ratio c = t_drafter / t_verifier = {t_dr / t_ver:.4f}" in text
+    else:  # latency minus encoder time clamped to 0 (timing noise on tiny models)
+        assert "Measured cost ratio c: not measurable" in text
     for name, pts in points.items():
         speedup, speedup_raw, best, best_raw = table[name]
         raw_reach = [lat for lat, q in pts if q >= q_ver]
