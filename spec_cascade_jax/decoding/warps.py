@@ -14,6 +14,9 @@ import jax.numpy as jnp
 _TINY = 1e-30
 
 
+_SAMPLE_BLOCK = 128  # ids per block of the two-level inversion in `sample`
+
+
 def mask_padded_vocab(logits: jax.Array, real_vocab_size: int) -> jax.Array:
     """Casts to float32 and sets logits of padded ids (>= real_vocab_size) to -inf."""
     logits = logits.astype(jnp.float32)
@@ -80,6 +83,28 @@ def warp(
 
 
 def sample(key: jax.Array, probs: jax.Array) -> jax.Array:
-    """Draws one id from each row of `probs` [..., V] (zero-probability ids are never drawn)."""
-    logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    """Draws one id from each row of `probs` [..., V] by inversion, in two levels.
+
+    One uniform u per row and t = u x the row's total mass. Ids are grouped in blocks of
+    `_SAMPLE_BLOCK`: the block is the first whose cumulative mass exceeds t, the id the first in
+    it whose cumulative mass (from the block's exact start) exceeds t. A zero-probability id adds
+    nothing to the cumulative mass, so it is never the first to pass t; if rounding leaves the
+    block's inner sum at or below t, its last positive id is taken. Inversion needs one random
+    number per row where Gumbel-max (`jax.random.categorical`) needs V (16 ms of an 82 ms
+    batch-16 step at V = 32128 on 2 CPU cores), and the two levels keep the prefix sums short.
+    """
+    v = probs.shape[-1]
+    blocks = -(-v // _SAMPLE_BLOCK)
+    padded = jnp.pad(probs, [(0, 0)] * (probs.ndim - 1) + [(0, blocks * _SAMPLE_BLOCK - v)])
+    padded = padded.reshape(probs.shape[:-1] + (blocks, _SAMPLE_BLOCK))
+    mass = jnp.sum(padded, axis=-1)  # [..., blocks]
+    cdf = jnp.cumsum(mass, axis=-1)
+    t = jax.random.uniform(key, probs.shape[:-1] + (1,), jnp.float32) * cdf[..., -1:]
+    block = jnp.argmax(cdf > t, axis=-1)
+    start = jnp.concatenate([jnp.zeros_like(cdf[..., :1]), cdf[..., :-1]], axis=-1)
+    start = jnp.take_along_axis(start, block[..., None], axis=-1)  # exact cdf before the block
+    inner = jnp.take_along_axis(padded, block[..., None, None], axis=-2)[..., 0, :]
+    pos = jnp.arange(_SAMPLE_BLOCK)
+    last_positive = jnp.max(jnp.where(inner > 0, pos, -1), axis=-1, keepdims=True)
+    hit = (start + jnp.cumsum(inner, axis=-1) > t) | (pos == last_positive)
+    return (block * _SAMPLE_BLOCK + jnp.argmax(hit, axis=-1)).astype(jnp.int32)
