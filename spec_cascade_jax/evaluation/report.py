@@ -171,26 +171,21 @@ def _reference_lines(summary: RunSummary) -> list[str]:
             f"- **{name}**: Q = {_fmt(record.get('quality'))}, L_rel = {_fmt(record.get('l_rel'))}"
             f", τ = {_fmt(stats.get('block_efficiency'))}, a = {_fmt(stats.get('acceptance_rate'))}"
         )
-    cost = next(
-        (
-            r["cost_model"]
-            for r in summary.sweep
-            if r.get("cost_model") and r["cost_model"].get("c") is not None
-        ),
-        None,
-    )
-    if cost and cost.get("c") is not None:
-        lines.append(
-            f"- Measured cost ratio c = t_drafter / t_verifier = {cost['c']:.4f} "
-            f"(per-token decode times {cost['t_drafter_s']:.6f} s and {cost['t_verifier_s']:.6f} s)"
-        )
-    elif any(r.get("cost_model") for r in summary.sweep):
-        # Both reference timings exist but one per-token time is 0: latency minus encoder time
-        # was clamped (timing noise on very small models); a ratio of 0 would be meaningless.
-        lines.append(
-            "- Measured cost ratio c: not measurable (a per-token decode time, latency minus "
-            "encoder time, came out ≤ 0)"
-        )
+    # c from the two reference runs' per-token decode times (runner: latency minus encoder time,
+    # clamped at 0), the same numbers every point's cost_model uses.
+    t_dr = (summary.drafter or {}).get("per_token_s")
+    t_ver = (summary.verifier or {}).get("per_token_s")
+    if t_dr is not None and t_ver is not None:
+        if t_dr > 0 and t_ver > 0:
+            lines.append(
+                f"- Measured cost ratio c = t_drafter / t_verifier = {t_dr / t_ver:.4f} "
+                f"(per-token decode times {t_dr:.6f} s and {t_ver:.6f} s)"
+            )
+        else:  # a clamped 0 (timing noise on very small models): a ratio would be meaningless
+            lines.append(
+                "- Measured cost ratio c: not measurable (a per-token decode time, latency minus "
+                "encoder time, came out ≤ 0)"
+            )
     return lines
 
 
