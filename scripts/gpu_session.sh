@@ -8,7 +8,12 @@
 #   bash scripts/gpu_session.sh                      # on the device (OUT is set there)
 #   OUT=/tmp/gpu_out SMOKE=1 bash scripts/gpu_session.sh   # CPU dry run of the same steps
 # Wheels in .whl/ (gin-config, and the flax/optax/orbax versions tested here) are installed into
-# /tmp/site first; if the carried versions do not import, the machine's own are used.
+# /tmp/site first; if the carried versions do not import, the machine's own are used. Fetch them
+# here with: mkdir -p .whl && python3 -m pip download --no-deps --only-binary=:all:
+#   --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 -d .whl
+#   gin-config==0.5.0 flax==0.12.8 optax==0.2.8 orbax-checkpoint==0.12.8
+# (`.whl/` is git-ignored locally via .git/info/exclude; name it in the device call's `carry`).
+# Env: TRAIN_S (seconds of training), SKIP_BENCH=1, SMOKE=1.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_out}
