@@ -5,7 +5,9 @@ from setuptools import find_packages, setup
 setup(
     name="spec_cascade_jax",
     version="0.1.0",
-    description="Speculative cascades (Narasimhan et al., ICLR 2025) for T5 drafter/verifier pairs in JAX.",
+    description=(
+        "Speculative cascades (Narasimhan et al., ICLR 2025) for T5 drafter/verifier pairs in JAX."
+    ),
     packages=find_packages(include=["spec_cascade_jax", "spec_cascade_jax.*"]),
     package_data={"spec_cascade_jax": ["demo_data/**/*", "demo_data/*"]},
     include_package_data=True,
