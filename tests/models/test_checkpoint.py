@@ -14,7 +14,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from spec_cascade_jax.models.t5 import T5Model, params_from_hf_state_dict, tiny
+from spec_cascade_jax.models.t5 import (
+    T5Model,
+    checkpoint_t5x,
+    checkpoint_utils,
+    params_from_hf_state_dict,
+    tiny,
+)
 from spec_cascade_jax.models.t5 import checkpoint as ckpt
 
 CONFIG = tiny()
@@ -26,7 +32,7 @@ def _random_params(config=CONFIG, seed=0):
         tuple(name.split("/")): (0.3 * rng.standard_normal(shape)).astype(np.float32)
         for name, shape in ckpt.expected_param_shapes(config).items()
     }
-    return ckpt._unflatten(flat)
+    return checkpoint_utils._unflatten(flat)
 
 
 def _set(params, name, value):
@@ -38,7 +44,7 @@ def _set(params, name, value):
 
 
 def _assert_trees_equal(actual, expected, dtype=np.float32):
-    flat_a, flat_e = ckpt._flatten(actual), ckpt._flatten(expected)
+    flat_a, flat_e = checkpoint_utils._flatten(actual), checkpoint_utils._flatten(expected)
     assert sorted(flat_a) == sorted(flat_e)
     for path, value in flat_e.items():
         assert flat_a[path].dtype == dtype, path
@@ -62,14 +68,14 @@ def source():
 def _adafactor_state(params):
     """A t5x-like factored Adafactor state: v_row/v_col for matrices, v for vectors."""
     state = {}
-    for path, value in ckpt._flatten(params).items():
+    for path, value in checkpoint_utils._flatten(params).items():
         if value.ndim == 2:
             slot = {"v_row": np.ones(value.shape[0], np.float32), "v_col": np.ones(value.shape[1])}
             slot["v"] = np.zeros(1, np.float32)
         else:
             slot = {"v": np.full(value.shape, 0.5, np.float32), "v_row": np.zeros(1)}
         state[path] = {**slot, "m": np.zeros(1, np.float32)}
-    return {"step": np.int32(1000), "param_states": ckpt._unflatten(state)}
+    return {"step": np.int32(1000), "param_states": checkpoint_utils._unflatten(state)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,7 +92,7 @@ def test_t5x_checkpoint_reproduces_logits(source, tmp_path):
     ckpt.write_t5x_checkpoint(run_dir / "checkpoint_20", params, optimizer_state=state, step=20)
 
     # The writer stores small leaves (scales [32], relpos [2, 8]) inline and kernels in zarr.
-    contents = ckpt._read_msgpack(run_dir / "checkpoint_20" / "checkpoint")
+    contents = checkpoint_t5x._read_msgpack(run_dir / "checkpoint_20" / "checkpoint")
     assert contents["version"] == 3
     target = contents["optimizer"]["target"]
     assert isinstance(target["encoder"]["encoder_norm"]["scale"], np.ndarray)
@@ -309,7 +315,7 @@ def test_t5x_spec_cannot_escape_checkpoint_dir(source, tmp_path):
 
     ckpt.write_t5x_checkpoint(tmp_path / "c", source[0])
     file = tmp_path / "c" / "checkpoint"
-    contents = ckpt._read_msgpack(file)
+    contents = checkpoint_t5x._read_msgpack(file)
     spec = contents["optimizer"]["target"]["token_embedder"]["embedding"]
     spec["kvstore"]["path"] = "../elsewhere"
     (tmp_path / "elsewhere").mkdir()

@@ -43,20 +43,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-# Helpers and the t5x format live in their own modules; their public names (and the private ones
-# the tests use) are re-exported here so `checkpoint` stays the one entry point.
-from spec_cascade_jax.models.t5.checkpoint_t5x import (  # noqa: F401
+# The t5x format and the tree helpers live in their own modules; the public names are re-exported
+# so that `checkpoint` stays the one entry point.
+from spec_cascade_jax.models.t5.checkpoint_t5x import (  # noqa: F401 (re-exports)
     _T5X_STEP_DIR,
     T5X_CHECKPOINT_FILE,
     T5X_VERSION,
-    _read_msgpack,
-    _resolve_t5x_file,
     load_t5x_checkpoint,
     write_t5x_checkpoint,
 )
-from spec_cascade_jax.models.t5.checkpoint_utils import (  # noqa: F401
+from spec_cascade_jax.models.t5.checkpoint_utils import (  # noqa: F401 (re-exports)
     _OPTIMIZER_STATE_KEYS,
-    FlatTree,
     Params,
     PathLike,
     _check_exists,
@@ -65,8 +62,6 @@ from spec_cascade_jax.models.t5.checkpoint_utils import (  # noqa: F401
     _path_str,
     _resolve_dtype,
     _to_jax,
-    _unflatten,
-    _validate_flat,
     expected_param_shapes,
     validate_params,
 )
