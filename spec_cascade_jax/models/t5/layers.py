@@ -112,7 +112,12 @@ class Embed(nn.Module):
 
     def attend(self, x: Array) -> Array:
         """`x [..., E] @ embedding.T -> [..., V]`."""
-        return jnp.dot(x.astype(self.dtype), self.embedding.astype(self.dtype).T)
+        y = jnp.dot(
+            x.astype(self.dtype),
+            self.embedding.astype(self.dtype).T,
+            preferred_element_type=jnp.float32,
+        )
+        return y.astype(self.dtype)  # float32 accumulation, as in `Dense`
 
 
 class MlpBlock(nn.Module):
