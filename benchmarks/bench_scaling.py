@@ -39,7 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS, compiled_variants, generate
+from spec_cascade_jax.decoding import (
+    METHODS,
+    SPECULATIVE_METHODS,
+    compiled_variants,
+    compiler,
+    generate,
+)
 
 
 def parse_args(argv: list[str] | None) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def _compile(pair: common.Pair, method: str, shape: tuple[int, int, int, int], t
         jax.random.PRNGKey(0),
     )
     start = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
+    lowered = jax.jit(fn, compiler_options=compiler.decode_options() or None).lower(*args)
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
     compiled = lowered.compile()

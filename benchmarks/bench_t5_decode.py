@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from spec_cascade_jax.decoding import compiler
 from spec_cascade_jax.models.t5 import T5Model, get_config
 
 _CONFIGS = flags.DEFINE_list("configs", ["tiny", "t5_1_1_small"], "T5 presets (get_config).")
@@ -39,7 +40,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Where to write the JSON results.")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+@compiler.jit(static_argnums=(0, 4, 5, 6))
 def _decode_loop(model, params, encoded, first_tokens, steps: int, block: int, max_len: int):
     """`steps` greedy extend calls of `block` tokens; returns the last tokens (to sync on)."""
     batch = first_tokens.shape[0]
@@ -73,7 +74,7 @@ def _bench(config_name: str, batch: int, block: int) -> dict:
     inputs = jnp.asarray(
         rng.integers(3, config.real_vocab_size, size=(batch, _SOURCE_LEN.value)), jnp.int32
     )
-    encoded = jax.block_until_ready(jax.jit(model.encode)(params, inputs))
+    encoded = jax.block_until_ready(compiler.jit(model.encode)(params, inputs))
     first = jnp.zeros((batch, block), jnp.int32)
     max_len = max(_MAX_LEN.value, _STEPS.value * block + 1)
     run = functools.partial(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import json
 import math
 import os
@@ -36,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from spec_cascade_jax.decoding import compiler, speculative, warps
 from spec_cascade_jax.decoding import rules as rules_lib
-from spec_cascade_jax.decoding import speculative, warps
 from spec_cascade_jax.decoding.state import EOS_ID
 from spec_cascade_jax.evaluation.latency import environment_info
 from spec_cascade_jax.models.t5 import T5Config, T5Model, get_config
@@ -368,7 +367,7 @@ def rate(timing: Timing, amount: float) -> tuple[float, float]:
     return float(rates.mean()), float(rates.std(ddof=1)) if rates.size > 1 else 0.0
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+@compiler.jit(static_argnums=(0, 4, 5, 6))
 def extend_loop(model, params, encoded, first_tokens, steps: int, block: int, cache_len: int):
     """`steps` greedy `extend` calls of `block` tokens each over a cache of `cache_len` slots.
 
@@ -388,7 +387,7 @@ def extend_loop(model, params, encoded, first_tokens, steps: int, block: int, ca
     return jax.lax.fori_loop(0, steps, body, (cache, first_tokens))[1]
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@compiler.jit(static_argnums=0)
 def _encode(model, params, inputs):
     return model.encode(params, inputs)
 
@@ -419,7 +418,7 @@ def encoder_time(model, params: Params, inputs: np.ndarray, *, trials: int = 3) 
     return time_call(lambda: _encode(model, params, ids), trials=trials)[0]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@compiler.jit(static_argnums=(0, 1))
 def _math_loop(rule, steps: int, q_logits, p_logits, drafts, keys, alpha, temperature):
     """`steps` rounds of warp + target + accept/emit on fixed logits (returns a checksum)."""
     vocab = q_logits.shape[-1]
@@ -465,7 +464,7 @@ def math_time(
     return per_unit(timing, steps)
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@compiler.jit(static_argnums=2)
 def _matmul_loop(x, w, steps: int):
     def body(i, acc):
         return acc + jnp.sum(jnp.dot(x + i.astype(x.dtype), w)[:, :1])

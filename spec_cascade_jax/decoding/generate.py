@@ -12,14 +12,12 @@ an index), so a sweep over every speculative method × α compiles one program p
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from spec_cascade_jax.decoding import autoregressive, cascades, rules, speculative
+from spec_cascade_jax.decoding import autoregressive, cascades, compiler, rules, speculative
 from spec_cascade_jax.decoding import state as st
 
 SPECULATIVE_METHODS = tuple(rules.SPECULATIVE_RULES)
@@ -51,8 +49,7 @@ def validate_method_alpha(method: str, alpha: float) -> None:
         rule.validate_alpha(alpha)
 
 
-@functools.partial(
-    jax.jit,
+@compiler.jit(
     static_argnames=(
         "drafter",
         "verifier",

@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from spec_cascade_jax.decoding import compiler
 from spec_cascade_jax.evaluation import latency as latency_lib
 from spec_cascade_jax.evaluation import report as report_lib
 from spec_cascade_jax.evaluation import sweeps, tables
@@ -431,7 +432,7 @@ def run_eval(
             leaves = jax.tree.leaves(model.encode(p, x))
             return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in leaves)
 
-        encode = jax.jit(total)
+        encode = compiler.jit(total)
         return latency_lib.time_units(
             units,
             lambda unit: latency_lib.to_device(unit["inputs"]),
