@@ -41,8 +41,10 @@ def decode_options() -> dict[str, Any]:
 def jit(fun=None, **jit_kwargs: Any):
     """`jax.jit` with `decode_options()`, resolved at the first call (not at import).
 
-    Usable as `jit(f, static_argnums=...)` or as a decorator `@jit(static_argnames=...)`. The
-    wrapper exposes the underlying jitted function's `lower` and `_cache_size`.
+    Usable as `jit(f, static_argnums=...)` or as a decorator `@jit(static_argnames=...)`. Called
+    inside another trace (an outer `jax.jit`, `vmap`, ...) it is a plain `jax.jit`: JAX accepts
+    compiler options only on the outermost program, which then decides them. The wrapper exposes
+    the top-level jitted function's `lower` and `_cache_size`.
     """
     if fun is None:
         return functools.partial(jit, **jit_kwargs)
@@ -51,9 +53,12 @@ def jit(fun=None, **jit_kwargs: Any):
     def program():
         return jax.jit(fun, compiler_options=decode_options() or None, **jit_kwargs)
 
+    nested = jax.jit(fun, **jit_kwargs)
+
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return program()(*args, **kwargs)
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
+        return (nested if traced else program())(*args, **kwargs)
 
     call.lower = lambda *a, **k: program().lower(*a, **k)
     call._cache_size = lambda: program()._cache_size()

@@ -89,3 +89,11 @@ def test_generate_program_uses_the_options(fresh_options):
     )
     assert " dot(" in text
     assert "ynn_fusion" not in text
+
+
+def test_call_inside_an_outer_jit_and_vmap(fresh_options):
+    scale = compiler.jit(lambda x, k: x * k, static_argnums=1)
+    outer = jax.jit(lambda x: scale(x, 3) + 1)  # JAX refuses options on a nested jit
+    np.testing.assert_array_equal(outer(jnp.ones(2)), [4.0, 4.0])
+    np.testing.assert_array_equal(jax.vmap(lambda x: scale(x, 2))(jnp.arange(3.0)), [0, 2, 4])
+    np.testing.assert_array_equal(scale(jnp.ones(2), 5), [5.0, 5.0])  # top level: with options
