@@ -116,3 +116,46 @@ def test_bench_scaling_tiny(tmp_path):
     (alpha,) = results["alpha_sweep"]
     assert alpha["new_programs"] <= 1  # a sweep over α never recompiles
     assert "new programs" in markdown
+
+
+def test_profile_ops_tiny(tmp_path):
+    results, markdown = _run("profile_ops", tmp_path)
+    assert _all_numbers_finite(results)
+    by_method = {r["method"]: r for r in results["methods"]}
+    assert set(by_method) == {"verifier", "spec_decode", "spec_chow"}
+    for r in by_method.values():
+        assert _positive(r["wall_ms"]) and r["rounds"] >= 1 and r["ops_seen"] > 0
+        assert r["top_ops"] and all(_positive(op["ms"]) for op in r["top_ops"])
+    # The loops' named scopes are found: time is attributed to the parts of each loop.
+    assert {"step", "sample"} <= set(by_method["verifier"]["parts_ms"])
+    assert {"draft", "verify", "accept"} <= set(by_method["spec_chow"]["parts_ms"])
+    assert "minus `spec_decode`" in markdown
+
+
+def test_profile_ops_parses_hlo_instructions():
+    po = _module("profile_ops")
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p: f32[2]) -> f32[2] {",
+            "  %fusion.3 = f32[16,1024]{1,0} fusion(%a, %b), kind=kLoop, calls=%c, "
+            'metadata={op_name="jit(f)/while/body/verify/T5Network.extend/mlp/dot_general"}',
+            "  %w = (s32[], f32[2]{0}) while(%t), condition=%c1, body=%b1, "
+            'metadata={op_name="jit(f)/while"}',
+            "  %dot.7 = f32[16,1024]{1,0} dot(%x, %y), lhs_contracting_dims={1}",
+            "  %add.2 = f32[16,1024]{1,0} add(%dot.7, %z), "
+            'metadata={op_name="jit(f)/while/body/draft/closed_call/add"}',
+            "  ROOT %copy.1 = f32[2]{0} copy(%p)",
+            "}",
+        ]
+    )
+    table = po.instructions(hlo)
+    assert table["fusion.3"] == {
+        "opcode": "fusion",
+        "op_name": "jit(f)/while/body/verify/T5Network.extend/mlp/dot_general",
+        "part": "verify",
+    }
+    assert table["w"]["opcode"] == "while" and table["w"]["part"] == "other"
+    assert table["copy.1"]["opcode"] == "copy" and table["copy.1"]["op_name"] == ""
+    # A dot without metadata counts where its consumer does.
+    assert table["dot.7"]["part"] == "draft" and table["dot.7"]["opcode"] == "dot"
+    assert po.part_of("jit(f)/while/body/draft/while/body/sample") == "draft"  # first scope wins

@@ -47,15 +47,17 @@ def sample_loop(
 
     def body(c: _Carry) -> _Carry:
         active = ~c.done
-        logits, cache = model.extend(params, encoded, c.cache, c.last[:, None], c.n)
-        raw, warped = warps.warp(
-            logits[:, 0],
-            real_vocab_size=model.real_vocab_size,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-        )
-        tok = jax.vmap(warps.sample)(st.fold(keys, c.n), warped)
+        with jax.named_scope("step"):  # scopes name the parts of a profile
+            logits, cache = model.extend(params, encoded, c.cache, c.last[:, None], c.n)
+        with jax.named_scope("sample"):
+            raw, warped = warps.warp(
+                logits[:, 0],
+                real_vocab_size=model.real_vocab_size,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+            )
+            tok = jax.vmap(warps.sample)(st.fold(keys, c.n), warped)
         n = c.n + 1
         out = jnp.where(active[:, None], st.write_block(c.out, tok[:, None], c.n), c.out)
         return _Carry(
@@ -90,10 +92,12 @@ def decode(
     model, params, inputs, keys, temperature, top_p, *, role: str, max_decode_len: int, top_k: int
 ) -> st.DecodeOutput:
     """Drafter-only (`role="drafter"`) or verifier-only (`role="verifier"`) decoding."""
+    with jax.named_scope("encode"):
+        encoded = model.encode(params, inputs)
     res = sample_loop(
         model,
         params,
-        model.encode(params, inputs),
+        encoded,
         keys,
         temperature,
         top_p,

@@ -126,8 +126,9 @@ def decode(
     batch = inputs.shape[0]
     g, L = gamma, max_decode_len
     cache_len = L + g + 1
-    d_enc = drafter.encode(drafter_params, inputs)
-    v_enc = verifier.encode(verifier_params, inputs)
+    with jax.named_scope("encode"):  # scopes name the parts of a profile (benchmarks/profile_ops)
+        d_enc = drafter.encode(drafter_params, inputs)
+        v_enc = verifier.encode(verifier_params, inputs)
 
     def warp(logits, model):
         return warps.warp(
@@ -150,20 +151,23 @@ def decode(
             d = jax.vmap(warps.sample)(st.fold(purpose[:, 0], j), q_w)
             return (cache, d), (q_raw, q_w, d)
 
-        (d_cache, _), (q_raw, q_w, drafted) = jax.lax.scan(
-            draft_step, (c.d_cache, c.last), jnp.arange(g + 1)
-        )
-        q_raw, q_w = jnp.swapaxes(q_raw, 0, 1), jnp.swapaxes(q_w, 0, 1)  # [B, G+1, V]
-        drafts = jnp.swapaxes(drafted, 0, 1)[:, :g]  # [B, G]; the sync step's sample is unused
+        with jax.named_scope("draft"):
+            (d_cache, _), (q_raw, q_w, drafted) = jax.lax.scan(
+                draft_step, (c.d_cache, c.last), jnp.arange(g + 1)
+            )
+            q_raw, q_w = jnp.swapaxes(q_raw, 0, 1), jnp.swapaxes(q_w, 0, 1)  # [B, G+1, V]
+            drafts = jnp.swapaxes(drafted, 0, 1)[:, :g]  # [B, G]; the sync step's draw is unused
 
-        v_tokens = jnp.concatenate([c.last[:, None], drafts], axis=1)
-        p_logits, v_cache = verifier.extend(verifier_params, v_enc, c.v_cache, v_tokens, c.n)
-        p_raw, p_w = warp(p_logits, verifier)
-        pi, eta = target(q_raw, p_raw, q_w, p_w, alpha, temperature)
-
-        block, k, eos_end, rejected = accept_and_emit(
-            purpose[:, 1:], drafts, q_w, p_w, pi, bonus_source=bonus_source
-        )
+        with jax.named_scope("verify"):
+            v_tokens = jnp.concatenate([c.last[:, None], drafts], axis=1)
+            p_logits, v_cache = verifier.extend(verifier_params, v_enc, c.v_cache, v_tokens, c.n)
+            p_raw, p_w = warp(p_logits, verifier)
+        with jax.named_scope("target"):
+            pi, eta = target(q_raw, p_raw, q_w, p_w, alpha, temperature)
+        with jax.named_scope("accept"):
+            block, k, eos_end, rejected = accept_and_emit(
+                purpose[:, 1:], drafts, q_w, p_w, pi, bonus_source=bonus_source
+            )
         count = jnp.where(eos_end, k, k + 1)
         room = L - c.n
         count = jnp.minimum(count, room)
