@@ -99,8 +99,9 @@ def instructions(hlo_text: str) -> dict[str, dict[str, str]]:
     """Instruction name -> {"opcode", "op_name", "part"} for every instruction of `hlo_text`.
 
     Instructions XLA created without metadata (on CPU, e.g. most `dot`s after layout passes)
-    take the `op_name` of their first user that has one, else of their first operand that has
-    one (repeated, so chains resolve): a dot then counts where its consumer does.
+    take the `op_name` of their first operand that has one, else of their first user that has
+    one (repeated, so chains resolve): a dot then counts where its input activations were made
+    (the logits projection with the model step, not with the sampler that reads it).
     """
     table: dict[str, dict[str, str]] = {}
     operands: dict[str, list[str]] = {}
@@ -119,7 +120,7 @@ def instructions(hlo_text: str) -> dict[str, dict[str, str]]:
     for _ in range(8):
         missing = [n for n, info in table.items() if not info["op_name"]]
         for name in missing:
-            for other in [*users.get(name, ()), *operands.get(name, ())]:
+            for other in [*operands.get(name, ()), *users.get(name, ())]:
                 if other in table and table[other]["op_name"]:
                     table[name]["op_name"] = table[other]["op_name"]
                     break

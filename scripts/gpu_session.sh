@@ -4,7 +4,10 @@
 #      run stopped anywhere is a finished model) and exports the newest checkpoint and the one
 #      about half-way of each in bfloat16 as $OUT/<name>_{last,half}.tgz;
 #   2. runs benchmarks/bench_decode.py on the T5.1.1-small -> large embedded pair (issue 7, "against
-#      the limit"); its report and the logs come back as $OUT/logs.tgz.
+#      the limit");
+#   3. runs benchmarks/profile_ops.py on the same pair (per-part and per-op device time of each
+#      method, the rules' per-round cost over spec_decode, the compiled HLO of each program).
+#   Reports and logs come back as $OUT/logs.tgz.
 #   bash scripts/gpu_session.sh                      # on the device (OUT is set there)
 #   OUT=/tmp/gpu_out SMOKE=1 bash scripts/gpu_session.sh   # CPU dry run of the same steps
 # Wheels in .whl/ (gin-config, and the flax/optax/orbax versions tested here) are installed into
@@ -13,7 +16,7 @@
 #   --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 -d .whl
 #   gin-config==0.5.0 flax==0.12.8 optax==0.2.8 orbax-checkpoint==0.12.8
 # (`.whl/` is git-ignored locally via .git/info/exclude; name it in the device call's `carry`).
-# Env: TRAIN_S (seconds of training), SKIP_BENCH=1, SMOKE=1.
+# Env: TRAIN_S (seconds of training), SKIP_TRAIN=1, SKIP_BENCH=1, SKIP_PROFILE=1, PROFILE_S, SMOKE=1.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_out}
@@ -23,12 +26,14 @@ mkdir -p "$OUT" /tmp/gpu_logs
 LOGS=/tmp/gpu_logs
 if [ "$SMOKE" = 1 ]; then
   TRAIN_S=${TRAIN_S:-300}; CKPT_EVERY=8; MAX_STEPS=24; BENCH_S=${BENCH_S:-120}
-  BENCH_ARGS=(--tiny)
+  BENCH_ARGS=(--tiny); PROFILE_ARGS=(--tiny); PROFILE_S=${PROFILE_S:-120}
 else
   TRAIN_S=${TRAIN_S:-270}; CKPT_EVERY=250; MAX_STEPS=1000000; BENCH_S=${BENCH_S:-230}
   BENCH_ARGS=(--pairs=small_large_embedded --batch_sizes=1
     --methods=verifier,drafter,spec_decode,spec_chow,spec_opt,spec_token_v3,lossy
     --max_decode_len=64)
+  PROFILE_ARGS=(--pair=small_large_embedded --methods=verifier,spec_decode,spec_chow,spec_token_v3,spec_opt
+    --calls=2 --trials=2 --dump_hlo); PROFILE_S=${PROFILE_S:-200}
 fi
 
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -62,10 +67,12 @@ train() {  # name role batch dropout lr
   echo "train $name exited $?"
 }
 T0=$(date +%s)
-train vA verifier 128 0.1 2e-3 &
-train vB verifier 256 0.2 2e-3 &
-train dA drafter 128 0.1 2e-3 &
-wait
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+  train vA verifier 128 0.1 2e-3 &
+  train vB verifier 256 0.2 2e-3 &
+  train dA drafter 128 0.1 2e-3 &
+  wait
+fi
 echo "training took $(( $(date +%s) - T0 )) s"
 
 export_one() {  # name config step tag
@@ -98,6 +105,15 @@ timeout "$BENCH_S" $PY benchmarks/bench_decode.py "${BENCH_ARGS[@]}" \
   >"$LOGS/bench.log" 2>&1
 echo "bench exited $?"
 tail -40 "$LOGS/bench.log"
+
+# --- 3. op profile of every speculative rule ----------------------------------------------------
+if [ "${SKIP_PROFILE:-0}" != 1 ]; then
+  timeout "$PROFILE_S" $PY benchmarks/profile_ops.py "${PROFILE_ARGS[@]}" \
+    --machine="${machine:-cpu dry run} (lent device machine)" --out_dir=/tmp/gpu_logs/po \
+    >"$LOGS/profile.log" 2>&1
+  echo "profile exited $?"
+  grep -A8 "minus \`spec_decode\`" "$LOGS/profile.log"
+fi
 tar czf "$OUT/logs.tgz" -C /tmp gpu_logs
 for f in "$LOGS"/train_*.log; do echo "== $f"; grep -iE "step|loss" "$f" | tail -3; done
 ls -la "$OUT"

@@ -141,9 +141,12 @@ def test_profile_ops_parses_hlo_instructions():
             'metadata={op_name="jit(f)/while/body/verify/T5Network.extend/mlp/dot_general"}',
             "  %w = (s32[], f32[2]{0}) while(%t), condition=%c1, body=%b1, "
             'metadata={op_name="jit(f)/while"}',
-            "  %dot.7 = f32[16,1024]{1,0} dot(%x, %y), lhs_contracting_dims={1}",
-            "  %add.2 = f32[16,1024]{1,0} add(%dot.7, %z), "
-            'metadata={op_name="jit(f)/while/body/draft/closed_call/add"}',
+            "  %mul.4 = f32[16,512]{1,0} multiply(%x, %x), "
+            'metadata={op_name="jit(f)/while/body/draft/closed_call/layer_norm/mul"}',
+            "  %dot.7 = f32[16,1024]{1,0} dot(%mul.4, %y), lhs_contracting_dims={1}",
+            "  %dot.8 = f32[16,1024]{1,0} dot(%p, %y), lhs_contracting_dims={1}",
+            "  %add.2 = f32[16,1024]{1,0} add(%dot.7, %dot.8), "
+            'metadata={op_name="jit(f)/while/body/sample/add"}',
             "  ROOT %copy.1 = f32[2]{0} copy(%p)",
             "}",
         ]
@@ -156,6 +159,7 @@ def test_profile_ops_parses_hlo_instructions():
     }
     assert table["w"]["opcode"] == "while" and table["w"]["part"] == "other"
     assert table["copy.1"]["opcode"] == "copy" and table["copy.1"]["op_name"] == ""
-    # A dot without metadata counts where its consumer does.
+    # A dot without metadata counts where its input was made, else where its consumer is.
     assert table["dot.7"]["part"] == "draft" and table["dot.7"]["opcode"] == "dot"
+    assert table["dot.8"]["part"] == "sample"
     assert po.part_of("jit(f)/while/body/draft/while/body/sample") == "draft"  # first scope wins
