@@ -83,7 +83,8 @@ export_one() {  # name config step tag
   echo "export $name step $step: $?"
 }
 mkdir -p /tmp/ex
-for name in vA vB dA; do
+EXPORT_NAMES="vA vB dA"; [ "${SKIP_TRAIN:-0}" = 1 ] && EXPORT_NAMES=""  # no stale /tmp checkpoints
+for name in $EXPORT_NAMES; do
   conf=$VCONF; [ "${name:0:1}" = d ] && conf=$DCONF
   steps=$(ls "/tmp/ck_$name" 2>/dev/null | grep -E '^[0-9]+$' | sort -n)
   last=$(echo "$steps" | tail -1)
@@ -93,7 +94,7 @@ for name in vA vB dA; do
   [ -n "$half" ] && export_one "$name" "$conf" "$half" half &
 done
 wait
-for d in /tmp/ex/*; do  # one archive per export: each must stay under 16 MiB
+for d in $( [ -n "$EXPORT_NAMES" ] && ls -d /tmp/ex/* 2>/dev/null ); do  # each archive < 16 MiB
   [ -d "$d" ] && tar czf "$OUT/$(basename "$d").tgz" -C /tmp/ex "$(basename "$d")"
 done
 
