@@ -67,9 +67,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     arg("--input_len", type=int, default=64, help="Encoder input length (no padding).")
     arg("--temperature", type=float, default=1.0, help="Sampling temperature (0 = greedy).")
     arg("--alpha", type=float, default=0.3, help="α of every α-method (valid for all).")
-    arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
-    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
-    arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
+    common.add_pair_args(parser)
     arg("--no_profile", dest="profile", action="store_false", help="Skip the component profile.")
     arg("--profile_steps", type=int, default=16, help="extend calls per profiled loop.")
     common.add_common_args(parser, "/tmp/bench_decode")
@@ -350,14 +348,7 @@ def run(cfg: dict) -> dict:
         raise ValueError(f"batch_sizes must include 1 (for c and S), got {cfg['batch_sizes']}")
     results, sections = {}, []
     for name in cfg["pairs"]:
-        vocab = cfg["vocab_size"] if name != "tiny" else None
-        pair = common.make_pair(
-            name,
-            vocab_size=vocab,
-            noise=cfg["noise"],
-            perturbed_config=cfg["perturbed_config"],
-            seed=cfg["seed"],
-        )
+        pair = common.pair_from_config(name, cfg)
         real_vocab = pair.verifier.real_vocab_size
         res: dict[str, Any] = {"description": pair.description, "params_m": pair.params_m()}
         res["rows"], res["profiles"] = [], []

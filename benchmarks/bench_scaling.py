@@ -52,9 +52,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     arg = parser.add_argument
     arg("--pair", default="perturbed", choices=common.PAIR_NAMES, help="Drafter/verifier pair.")
-    arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
-    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
-    arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
+    common.add_pair_args(parser)
     arg("--batches", type=common.int_list, default=[1, 4, 16, 32], help="Batch sweep.")
     arg("--gammas", type=common.int_list, default=[1, 3, 5, 8], help="γ sweep (spec_decode).")
     arg("--input_lens", type=common.int_list, default=[16, 64, 256, 512], help="Input sweep.")
@@ -306,13 +304,7 @@ def _sweep_markdown(rows: list[dict]) -> str:
 
 
 def run(cfg: dict) -> tuple[dict, str]:
-    pair = common.make_pair(
-        cfg["pair"],
-        vocab_size=cfg["vocab_size"] if cfg["pair"] != "tiny" else None,
-        noise=cfg["noise"],
-        perturbed_config=cfg["perturbed_config"],
-        seed=cfg["seed"],
-    )
+    pair = common.pair_from_config(cfg["pair"], cfg)
     b0, g0, i0, o0 = cfg["base"]
     points: list[tuple[str, str, int, int, int, int]] = []
     for method in cfg["sweep_methods"]:

@@ -270,6 +270,25 @@ def embedded_pair(
     )
 
 
+def add_pair_args(parser: argparse.ArgumentParser) -> None:
+    """--vocab_size, --noise, --perturbed_config: how `pair_from_config` builds a named pair."""
+    arg = parser.add_argument
+    arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
+    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
+    arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
+
+
+def pair_from_config(name: str, cfg: Mapping[str, Any]) -> Pair:
+    """`make_pair(name)` with the options of `add_pair_args` (tiny keeps its own vocabulary)."""
+    return make_pair(
+        name,
+        vocab_size=cfg["vocab_size"] if name != "tiny" else None,
+        noise=cfg["noise"],
+        perturbed_config=cfg["perturbed_config"],
+        seed=cfg["seed"],
+    )
+
+
 def models_for(pair: Pair, method: str) -> tuple[Any, Params, Any, Params]:
     """`(drafter, drafter_params, verifier, verifier_params)` for `generate`, with the unused
     model of a one-model baseline set to None (its program then does not depend on it)."""

@@ -55,9 +55,7 @@ def parse_args(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     arg = parser.add_argument
     arg("--pair", default="perturbed", choices=common.PAIR_NAMES, help="Drafter/verifier pair.")
-    arg("--perturbed_config", default="t5_1_1_small", help="Shape of the perturbed pair.")
-    arg("--noise", type=float, default=0.15, help="Relative parameter noise (perturbed/embedded).")
-    arg("--vocab_size", type=int, default=None, help="Vocabulary override (default: real).")
+    common.add_pair_args(parser)
     arg(
         "--methods",
         type=common.str_list,
@@ -303,13 +301,7 @@ def markdown(cfg: dict, pair: common.Pair, results: list[dict]) -> str:
 
 
 def run(cfg: dict, out_dir: str) -> tuple[list[dict], str]:
-    pair = common.make_pair(
-        cfg["pair"],
-        vocab_size=cfg["vocab_size"],
-        noise=cfg["noise"],
-        perturbed_config=cfg["perturbed_config"],
-        seed=cfg["seed"],
-    )
+    pair = common.pair_from_config(cfg["pair"], cfg)
     results = []
     for method in cfg["methods"]:
         logging.info("profiling %s", method)
