@@ -5,7 +5,7 @@ otherwise. For the skinny products of decoding (B·K rows, a few to a few hundre
 weight matrices) those run 1.4-1.7x slower than XLA's own Eigen dot on our 2-core CPU, because
 they re-read the weights at well under memory bandwidth: T5.1.1-small, batch 16, one `extend`
 step 44 -> 27 ms; a 6-token block at batch 1 37 -> 26 ms; T5.1.1-base, batch 16, 138 -> 90 ms;
-batch 1 unchanged (WORKSPACE_NOTES.md, "Against peers"). `decode_options()` switches them off for
+batch 1 unchanged (WORKSPACE_NOTES.md, "Decisions"). `decode_options()` switches them off for
 the programs that decode; other platforms get no options.
 
 The options are checked once by compiling a trivial program with them: a jaxlib that does not know
