@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from typing import Any
 
 import common
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -43,7 +41,6 @@ from spec_cascade_jax.decoding import (
     METHODS,
     SPECULATIVE_METHODS,
     compiled_variants,
-    compiler,
     generate,
 )
 
@@ -111,43 +108,19 @@ MiB = 1024.0 * 1024.0
 
 
 def _compile(pair: common.Pair, method: str, shape: tuple[int, int, int, int], temperature: float):
-    """Lowers and compiles `generate` for one static shape; returns (compiled, args, times).
-
-    α and T are closed over (`generate` validates them as Python floats), so here they are
-    constants of the program rather than traced scalars; the decode itself is unchanged.
-    """
+    """`common.compile_generate` at a (batch, γ, input, output) point; α = 0.3 for α-methods."""
     batch, gamma, in_len, out_len = shape
-    inputs = common.random_inputs(batch, in_len, pair.verifier.real_vocab_size, 0)
     alpha = 0.3 if method not in ("drafter", "verifier", "spec_decode") else 0.0
-
-    def fn(d_params, v_params, ids, rng):
-        return generate(
-            pair.drafter,
-            d_params,
-            pair.verifier,
-            v_params,
-            ids,
-            method=method,
-            alpha=alpha,
-            gamma=gamma,
-            temperature=temperature,
-            max_decode_len=out_len,
-            rng=rng,
-        )
-
-    args = (
-        pair.drafter_params,
-        pair.verifier_params,
-        jax.block_until_ready(jnp.asarray(inputs)),
-        jax.random.PRNGKey(0),
+    return common.compile_generate(
+        pair,
+        method,
+        batch=batch,
+        gamma=gamma,
+        input_len=in_len,
+        max_decode_len=out_len,
+        temperature=temperature,
+        alpha=alpha,
     )
-    start = time.perf_counter()
-    lowered = jax.jit(fn, compiler_options=compiler.decode_options() or None).lower(*args)
-    lower_s = time.perf_counter() - start
-    start = time.perf_counter()
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - start
-    return compiled, args, {"lower_s": lower_s, "compile_s": compile_s}
 
 
 def _memory_analysis(compiled) -> dict[str, float | None]:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from spec_cascade_jax.decoding import compiler, speculative, warps
+from spec_cascade_jax.decoding import compiler, generate, speculative, warps
 from spec_cascade_jax.decoding import rules as rules_lib
 from spec_cascade_jax.decoding.state import EOS_ID
 from spec_cascade_jax.evaluation.latency import environment_info
@@ -295,6 +295,58 @@ def models_for(pair: Pair, method: str) -> tuple[Any, Params, Any, Params]:
     drafter = (None, None) if method == "verifier" else (pair.drafter, pair.drafter_params)
     verifier = (None, None) if method == "drafter" else (pair.verifier, pair.verifier_params)
     return (*drafter, *verifier)
+
+
+def compile_generate(
+    pair: Pair,
+    method: str,
+    *,
+    batch: int,
+    gamma: int,
+    input_len: int,
+    max_decode_len: int,
+    temperature: float,
+    alpha: float,
+    seed: int = 0,
+):
+    """Lowers and compiles `generate` for one static shape; returns (compiled, args, times).
+
+    α and T are closed over (`generate` validates them as Python floats), so here they are
+    constants of the program rather than traced scalars; the decode itself is unchanged. The
+    program gets the decoding compiler options (`compiler.jit`). `times` holds `lower_s` and
+    `compile_s`; `compiled(*args)` runs the decode on random inputs (seed 0) with key `seed`.
+    """
+    drafter, _, verifier, _ = models_for(pair, method)
+    inputs = random_inputs(batch, input_len, pair.verifier.real_vocab_size, 0)
+
+    def fn(d_params, v_params, ids, rng):
+        return generate(
+            drafter,
+            d_params,
+            verifier,
+            v_params,
+            ids,
+            method=method,
+            alpha=alpha,
+            gamma=gamma,
+            temperature=temperature,
+            max_decode_len=max_decode_len,
+            rng=rng,
+        )
+
+    args = (
+        pair.drafter_params if drafter is not None else None,
+        pair.verifier_params if verifier is not None else None,
+        jax.block_until_ready(jnp.asarray(inputs)),
+        jax.random.PRNGKey(seed),
+    )
+    start = time.perf_counter()
+    lowered = compiler.jit(fn).lower(*args)
+    lower_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    return compiled, args, {"lower_s": lower_s, "compile_s": compile_s}
 
 
 def random_inputs(batch: int, length: int, real_vocab_size: int, seed: int = 0) -> np.ndarray:

@@ -1,11 +1,11 @@
 r"""Where a decode's time goes, by part of the loop and by XLA op, from a profiler trace.
 
 Issue "Performance", item 3 asks for the gap to the cost model "from a profile". For each method
-this compiles `generate` for one shape (as `bench_scaling` does), runs it once, then traces
-`--calls` calls with `jax.profiler.trace`, reads the trace back (`jax.profiler.ProfileData`) and
-gives every executed op's time to the program instruction of that name and, through the
-instruction's `op_name` metadata, to a part of the decode: the named scopes of the loops,
-`encode`, `draft`, `verify`, `target`, `accept` (speculative) and `step`, `sample`
+this compiles `generate` for one shape (`common.compile_generate`, shared with `bench_scaling`),
+runs it once, then traces `--calls` calls with `jax.profiler.trace`, reads the trace back
+(`jax.profiler.ProfileData`) and gives every executed op's time to the program instruction of that
+name and, through the instruction's `op_name` metadata, to a part of the decode: the named scopes of
+the loops, `encode`, `draft`, `verify`, `target`, `accept` (speculative) and `step`, `sample`
 (autoregressive); anything else is `other` (loop bookkeeping, statistics, the output buffer).
 Control-flow instructions (`while`, `conditional`, `call`) are skipped: their events span their
 bodies' ops, which are counted themselves.
@@ -32,17 +32,15 @@ import collections
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import common
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS, compiler, generate
+from spec_cascade_jax.decoding import METHODS, SPECULATIVE_METHODS
 
 PARTS = ("encode", "draft", "verify", "target", "accept", "step", "sample")
 _CONTROL_FLOW = {"while", "conditional", "call"}
@@ -160,35 +158,19 @@ def op_times(xplane_path: str, table: dict[str, dict[str, str]]) -> dict[str, li
     return dict(totals)
 
 
-def _compile(pair: common.Pair, cfg: dict, method: str):
-    inputs = common.random_inputs(cfg["batch"], cfg["input_len"], pair.verifier.real_vocab_size)
-    drafter, d_params, verifier, v_params = common.models_for(pair, method)
-    alpha = cfg["alpha"] if method not in ("drafter", "verifier", "spec_decode") else 0.0
-
-    def fn(d_params, v_params, ids, rng):
-        return generate(
-            drafter,
-            d_params,
-            verifier,
-            v_params,
-            ids,
-            method=method,
-            alpha=alpha,
-            gamma=cfg["gamma"],
-            temperature=cfg["temperature"],
-            max_decode_len=cfg["max_decode_len"],
-            rng=rng,
-        )
-
-    args = (d_params, v_params, jnp.asarray(inputs), jax.random.PRNGKey(cfg["seed"]))
-    options = compiler.decode_options() or None
-    start = time.perf_counter()
-    compiled = jax.jit(fn, compiler_options=options).lower(*args).compile()
-    return compiled, args, time.perf_counter() - start
-
-
 def profile_method(pair: common.Pair, cfg: dict, method: str, out_dir: str) -> dict:
-    compiled, args, compile_s = _compile(pair, cfg, method)
+    alpha = cfg["alpha"] if method not in ("drafter", "verifier", "spec_decode") else 0.0
+    compiled, args, times = common.compile_generate(
+        pair,
+        method,
+        batch=cfg["batch"],
+        gamma=cfg["gamma"],
+        input_len=cfg["input_len"],
+        max_decode_len=cfg["max_decode_len"],
+        temperature=cfg["temperature"],
+        alpha=alpha,
+        seed=cfg["seed"],
+    )
     hlo = compiled.as_text()
     if cfg["dump_hlo"]:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -212,7 +194,7 @@ def profile_method(pair: common.Pair, cfg: dict, method: str, out_dir: str) -> d
     top = sorted(totals.items(), key=lambda kv: -kv[1][0])[: cfg["top"]]
     return {
         "method": method,
-        "compile_s": compile_s,
+        "compile_s": times["compile_s"],
         "wall_ms": timing.mean_s * 1e3,
         "wall_std_ms": timing.std_s * 1e3,
         "rounds": rounds,
